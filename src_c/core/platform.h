@@ -1,0 +1,82 @@
+/*
+ * platform.h - what every backend in src_c/platform/<backend>/ provides to
+ * the core.  The core never includes an OS-specific header for these jobs.
+ *
+ * Portable implementations (poll(2), a pipe, one recvfrom per datagram) live
+ * in core/portable.c under the hb_portable_ prefix; a backend either
+ * forwards to them (none) or does better (linux: epoll + timerfd, eventfd,
+ * recvmmsg/sendmmsg).  Keeping the portable code always compiled means the
+ * Linux CI tests it too.
+ */
+#ifndef HEART_PLATFORM_H
+#define HEART_PLATFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "internal.h"
+
+/* Name of the backend this libheart was built with ("linux", "none"). */
+HB_HIDDEN const char *hb_platform_name(void);
+
+/* ---- the engine's event loop: readable fds + one monotonic deadline ---- */
+
+typedef struct hb_loop hb_loop;
+
+HB_HIDDEN int hb_loop_open(hb_loop **out);
+HB_HIDDEN void hb_loop_close(hb_loop *l);
+/* Watch fd for readability; tag comes back from hb_loop_wait.  At most
+ * HB_LOOP_MAX_FDS fds. */
+#define HB_LOOP_MAX_FDS (HB_MAX_LINKS + 2)
+HB_HIDDEN int hb_loop_add(hb_loop *l, int fd, int tag);
+/* Block until a watched fd is readable or CLOCK_MONOTONIC reaches
+ * deadline_ns.  Writes the tags of readable fds to tags (at most max) and
+ * returns their number: 0 means the deadline passed.  -errno on failure
+ * (EINTR is handled inside). */
+HB_HIDDEN int hb_loop_wait(hb_loop *l, uint64_t deadline_ns, int *tags, int max);
+
+/* ---- a wake-up fd: readable after signal until clear ---- */
+
+typedef struct hb_notify {
+    int rfd;
+    int wfd; /* == rfd for an eventfd */
+} hb_notify;
+
+HB_HIDDEN int hb_notify_open(hb_notify *n);
+HB_HIDDEN void hb_notify_close(hb_notify *n);
+HB_HIDDEN void hb_notify_signal(hb_notify *n);
+HB_HIDDEN void hb_notify_clear(hb_notify *n);
+
+/* ---- datagrams in batches ---- */
+
+typedef struct hb_dgram {
+    uint8_t *buf;
+    size_t cap;  /* receive: buffer size */
+    size_t len;  /* receive: bytes read; send: bytes to send */
+    struct sockaddr_storage addr; /* receive: source; send: destination */
+    socklen_t addrlen;
+} hb_dgram;
+
+/* Read up to n datagrams without blocking.  Returns how many (0: none
+ * waiting), or -errno. */
+HB_HIDDEN int hb_recv_batch(int fd, hb_dgram *d, int n);
+/* Send n datagrams without blocking.  Returns how many went out, or -errno
+ * when the first one failed. */
+HB_HIDDEN int hb_send_batch(int fd, hb_dgram *d, int n);
+
+/* ---- portable implementations (core/portable.c) ---- */
+
+typedef struct hb_ploop hb_ploop; /* the poll(2) loop */
+HB_HIDDEN int hb_portable_loop_open(hb_ploop **out);
+HB_HIDDEN void hb_portable_loop_close(hb_ploop *l);
+HB_HIDDEN int hb_portable_loop_add(hb_ploop *l, int fd, int tag);
+HB_HIDDEN int hb_portable_loop_wait(hb_ploop *l, uint64_t deadline_ns, int *tags, int max);
+HB_HIDDEN int hb_portable_notify_open(hb_notify *n);
+HB_HIDDEN void hb_portable_notify_close(hb_notify *n);
+HB_HIDDEN void hb_portable_notify_signal(hb_notify *n);
+HB_HIDDEN void hb_portable_notify_clear(hb_notify *n);
+HB_HIDDEN int hb_portable_recv_batch(int fd, hb_dgram *d, int n);
+HB_HIDDEN int hb_portable_send_batch(int fd, hb_dgram *d, int n);
+
+#endif /* HEART_PLATFORM_H */
