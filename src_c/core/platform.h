@@ -20,6 +20,9 @@
 /* Name of the backend this libheart was built with ("linux", "none"). */
 HB_HIDDEN const char *hb_platform_name(void);
 
+/* Called first in the engine thread: name it, tighten timer slack, ... */
+HB_HIDDEN void hb_platform_thread_setup(void);
+
 /* ---- the engine's event loop: readable fds + one monotonic deadline ---- */
 
 typedef struct hb_loop hb_loop;
@@ -76,6 +79,7 @@ HB_HIDDEN int hb_portable_notify_open(hb_notify *n);
 HB_HIDDEN void hb_portable_notify_close(hb_notify *n);
 HB_HIDDEN void hb_portable_notify_signal(hb_notify *n);
 HB_HIDDEN void hb_portable_notify_clear(hb_notify *n);
+HB_HIDDEN void hb_portable_thread_setup(void);
 HB_HIDDEN int hb_portable_recv_batch(int fd, hb_dgram *d, int n);
 HB_HIDDEN int hb_portable_send_batch(int fd, hb_dgram *d, int n);
 

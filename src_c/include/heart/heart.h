@@ -82,6 +82,9 @@ enum hb_reject {
 /* Name of a rejection cause: "malformed", "bad_tag", ... ("?" if unknown). */
 HB_API const char *hb_reject_name(int cause);
 
+/* The raw-frame backend libheart was built with: "linux", "none", ... */
+HB_API const char *hb_backend(void);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 HB_API uint64_t hb_now_ns(void);
 

@@ -1,0 +1,66 @@
+/*
+ * dgram_linux.c - batched datagram I/O with recvmmsg(2) / sendmmsg(2): one
+ * system call moves up to a batch of heartbeats.
+ */
+#include "platform.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define BATCH_MAX 64
+
+int hb_recv_batch(int fd, hb_dgram *d, int n)
+{
+    struct mmsghdr m[BATCH_MAX];
+    struct iovec iov[BATCH_MAX];
+    if (n > BATCH_MAX)
+        n = BATCH_MAX;
+    memset(m, 0, sizeof(m[0]) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        iov[i].iov_base = d[i].buf;
+        iov[i].iov_len = d[i].cap;
+        m[i].msg_hdr.msg_iov = &iov[i];
+        m[i].msg_hdr.msg_iovlen = 1;
+        m[i].msg_hdr.msg_name = &d[i].addr;
+        m[i].msg_hdr.msg_namelen = sizeof d[i].addr;
+    }
+    int r;
+    do {
+        r = recvmmsg(fd, m, (unsigned)n, MSG_DONTWAIT, NULL);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+    for (int i = 0; i < r; i++) {
+        d[i].len = m[i].msg_len;
+        if (m[i].msg_hdr.msg_flags & MSG_TRUNC)
+            d[i].len = d[i].cap + 1; /* the engine rejects it as malformed */
+        d[i].addrlen = m[i].msg_hdr.msg_namelen;
+    }
+    return r;
+}
+
+int hb_send_batch(int fd, hb_dgram *d, int n)
+{
+    struct mmsghdr m[BATCH_MAX];
+    struct iovec iov[BATCH_MAX];
+    if (n > BATCH_MAX)
+        n = BATCH_MAX;
+    memset(m, 0, sizeof(m[0]) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        iov[i].iov_base = d[i].buf;
+        iov[i].iov_len = d[i].len;
+        m[i].msg_hdr.msg_iov = &iov[i];
+        m[i].msg_hdr.msg_iovlen = 1;
+        m[i].msg_hdr.msg_name = &d[i].addr;
+        m[i].msg_hdr.msg_namelen = d[i].addrlen;
+    }
+    int r;
+    do {
+        r = sendmmsg(fd, m, (unsigned)n, MSG_DONTWAIT);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -errno;
+    return r;
+}
