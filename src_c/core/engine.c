@@ -97,6 +97,7 @@ void hb_engine_free(hb_engine *e)
         hb_link_close(&e->links[i]);
     for (int i = 0; i < e->n_peers; i++)
         free(e->peers[i]);
+    hb_loop_close(e->loop);
     hb_notify_close(&e->wake);
     hb_events_free(e);
     if (e->kr)
