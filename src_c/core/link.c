@@ -204,9 +204,15 @@ int hb_link_open(hb_engine *e, struct hb_link *l, int id, const hb_link_config *
          * the group / the wildcard address, not to a unicast one. */
         struct sockaddr_storage b = bind_ss;
         socklen_t blen = bind_len;
-        if (lc->kind == HB_LINK_MULTICAST) {
+        if (lc->kind == HB_LINK_MULTICAST && l->family == AF_INET) {
             b = l->dest;
             blen = l->destlen;
+        } else if (lc->kind == HB_LINK_MULTICAST) {
+            /* A link-local group needs a scope to bind to; the wildcard
+             * does not, and the group membership filters all the same. */
+            struct sockaddr_in6 *b6 = (struct sockaddr_in6 *)&b;
+            b6->sin6_addr = in6addr_any;
+            b6->sin6_scope_id = 0;
         } else if (lc->kind == HB_LINK_BROADCAST) {
             struct sockaddr_in *b4 = (struct sockaddr_in *)&b;
             b4->sin_addr.s_addr = htonl(INADDR_ANY);

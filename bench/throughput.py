@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+"""Receive throughput: verified heartbeats per second, C engine vs Python.
+
+A flooder process sends precomputed, authenticated heartbeats (72 bytes: a
+16-byte payload) as fast as it can to one receiver on 127.0.0.1, with
+sendmmsg(2) called through cffi in ABI mode.  Two receivers take the same
+packets in turn, in the same run:
+
+  c       heart._core.Engine: the C engine thread (recvmmsg, parse, cluster,
+          peer, replay window, tag, detector); rate = growth of
+          Engine.counters()["accepted"] over the window / its length;
+  python  an asyncio DatagramProtocol running the same checks in Python
+          (bench/_pyreceiver.py: struct, replay bitmap, hmac/hashlib).
+
+The receiver (main process and, for the C run, the engine thread) is pinned
+to one core and the flooder to another when os.sched_setaffinity allows.
+Loopback delivery (the kernel's receive path up to the socket queue) runs on
+the flooder's core, so the receiver's core does the reads and the checks.
+
+Only 127.0.0.1 is ever used.  See docs/benchmarks.md.
+
+    python3 bench/throughput.py [--seconds 3] [--alg hmac-sha256] [--json PATH]
+
+The last line printed is  c_per_s=<int> python_per_s=<int> ratio=<float>
+"""
+import argparse
+import asyncio
+import datetime
+import json
+import multiprocessing
+import os
+import platform
+import socket
+import sys
+import time
+from array import array
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+try:
+    import heart._core as core
+except ImportError:  # run from a checkout without PYTHONPATH
+    sys.path.insert(0, ROOT)
+    import heart._core as core
+sys.path.insert(0, HERE)
+from _pyreceiver import PyReceiver, ReceiverProtocol, gcm_available  # noqa: E402
+
+LOOPBACK = "127.0.0.1"  # the only address this benchmark ever uses
+CLUSTER = 0x48454152
+RECEIVER_NODE = 1
+SENDERS = (101, 102, 103, 104)
+GENERATION = 7
+KEY_ID = 1
+KEY = bytes(range(1, 33))
+PAYLOAD = b"heart-bench-16b!"  # 16 bytes: packets are 40 + 16 + 16 = 72 bytes
+PACKET_LEN = 40 + len(PAYLOAD) + 16
+RCVBUF = 4 << 20  # what the engine asks for on its sockets (link.c)
+SAMPLE_S = 0.05
+
+CDEF = """
+struct iovec {
+    void *iov_base;
+    size_t iov_len;
+};
+struct msghdr {
+    void *msg_name;
+    unsigned int msg_namelen;     /* socklen_t */
+    struct iovec *msg_iov;
+    size_t msg_iovlen;            /* size_t in glibc */
+    void *msg_control;
+    size_t msg_controllen;        /* size_t in glibc */
+    int msg_flags;
+};
+struct mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+int sendmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags);
+"""
+
+
+# ---------------------------------------------------------------- packets
+
+def make_packets(count, alg):
+    """count unique sealed heartbeats, round-robin over SENDERS, each
+    sender's sequence growing by one: every packet is accepted once."""
+    kr = core.Keyring()
+    kr.add(KEY_ID, KEY, alg)
+    kr.set_send(KEY_ID)
+    seal = core.seal
+    parts = []
+    n_senders = len(SENDERS)
+    for i in range(count):
+        parts.append(seal(kr, cluster_id=CLUSTER, node_id=SENDERS[i % n_senders],
+                          generation=GENERATION, seq=i // n_senders + 1,
+                          interval_us=1_000_000, payload=PAYLOAD))
+    buf = b"".join(parts)
+    assert len(buf) == count * PACKET_LEN
+    return buf
+
+
+# ---------------------------------------------------------------- flooder
+
+class Flood:
+    """Shared state between the parent and one flooder process."""
+
+    def __init__(self, ctx):
+        self.ready = ctx.Event()
+        self.go = ctx.Event()
+        self.sent = ctx.RawValue("Q", 0)      # packets handed to the kernel
+        self.errors = ctx.RawValue("Q", 0)    # failed sendmmsg calls
+        self.errno = ctx.RawValue("i", 0)     # errno of the last failure
+        self.stop = ctx.RawValue("i", 0)      # parent asks to stop
+        self.done_ns = ctx.RawValue("Q", 0)   # CLOCK_MONOTONIC when it ended
+        self.start_ns = ctx.RawValue("Q", 0)
+
+
+def _flooder(flood, packets, port, batch, cpu):
+    """Child process: send every packet once, in batches, as fast as it can."""
+    import cffi
+
+    if cpu is not None:
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError:
+            pass
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
+    libc = ffi.dlopen(None)
+    if ffi.sizeof("void *") != 8:
+        raise SystemExit("the flooder fills iovec/mmsghdr as 64-bit words: "
+                         "64-bit Linux only")
+    n = len(packets) // PACKET_LEN
+    keep = ffi.from_buffer(packets)  # keeps packets alive and pinned
+    base = int(ffi.cast("uintptr_t", keep))
+
+    # One iovec and one mmsghdr per packet, filled with strided slices of
+    # 64-bit words (offsets from cffi's own layout of the structs).
+    iov = ffi.new("struct iovec[]", n)
+    msgs = ffi.new("struct mmsghdr[]", n)  # zeroed: msg_name NULL (connected)
+    w = ffi.sizeof("void *")
+    words = memoryview(ffi.buffer(iov)).cast("B").cast("Q")
+    stride = ffi.sizeof("struct iovec") // w
+    words[ffi.offsetof("struct iovec", "iov_base") // w::stride] = \
+        array("Q", range(base, base + n * PACKET_LEN, PACKET_LEN))
+    words[ffi.offsetof("struct iovec", "iov_len") // w::stride] = \
+        array("Q", [PACKET_LEN]) * n
+    iov_addr = int(ffi.cast("uintptr_t", iov))
+    words = memoryview(ffi.buffer(msgs)).cast("B").cast("Q")
+    stride = ffi.sizeof("struct mmsghdr") // w
+    hdr = ffi.offsetof("struct mmsghdr", "msg_hdr")
+    iov_size = ffi.sizeof("struct iovec")
+    words[(hdr + ffi.offsetof("struct msghdr", "msg_iov")) // w::stride] = \
+        array("Q", range(iov_addr, iov_addr + n * iov_size, iov_size))
+    words[(hdr + ffi.offsetof("struct msghdr", "msg_iovlen")) // w::stride] = \
+        array("Q", [1]) * n
+    del words
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    sock.connect((LOOPBACK, port))
+    fd = sock.fileno()
+    sendmmsg = libc.sendmmsg
+    stop = flood.stop
+    sent = flood.sent
+
+    flood.ready.set()
+    flood.go.wait()
+    flood.start_ns.value = time.monotonic_ns()
+    i = 0
+    while i < n and not stop.value:
+        k = n - i if n - i < batch else batch
+        r = sendmmsg(fd, msgs + i, k, 0)
+        if r > 0:
+            i += r
+            sent.value = i
+        else:
+            # ECONNREFUSED (an ICMP error from an earlier packet), ENOBUFS:
+            # count it and go on; the packets are retried.
+            flood.errors.value += 1
+            flood.errno.value = ffi.errno
+            if flood.errors.value > 100000:
+                break
+    flood.done_ns = time.monotonic_ns()
+    sock.close()
+
+
+def start_flooder(ctx, packets, port, batch, cpu):
+    flood = Flood(ctx)
+    proc = ctx.Process(target=_flooder, args=(flood, packets, port, batch, cpu),
+                       name="heart-bench-flooder", daemon=True)
+    proc.start()
+    if not flood.ready.wait(60):
+        end_process(proc)
+        raise RuntimeError("the flooder did not get ready")
+    return flood, proc
+
+
+def end_process(proc):
+    """End the flooder we started, by its own handle (never by name)."""
+    if proc is None:
+        return
+    proc.join(2)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(2)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(2)
+
+
+# ---------------------------------------------------------------- helpers
+
+def udp_rcvbuf_errors():
+    """UDP RcvbufErrors from /proc/net/snmp (datagrams dropped because a
+    socket queue was full), or None."""
+    try:
+        with open("/proc/net/snmp") as f:
+            lines = [ln.split() for ln in f if ln.startswith("Udp:")]
+        names, values = lines[0], lines[1]
+        return int(values[names.index("RcvbufErrors")])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def pick_cpus():
+    """(receiver cpu, flooder cpu) or (None, None) when pinning is not
+    possible (fewer than 2 allowed cpus, or no sched_setaffinity)."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None, None
+    if len(allowed) < 2:
+        return None, None
+    return allowed[0], allowed[1]
+
+
+def window_rate(samples, start_t, warmup, seconds, done_t):
+    """Rate of the counter over [start + warmup, min(start + warmup +
+    seconds, flood end)], from (t, accepted, sent, drops) samples."""
+    lo = start_t + warmup
+    hi = lo + seconds
+    if done_t is not None:
+        hi = min(hi, done_t)
+    inside = [s for s in samples if lo <= s[0] <= hi]
+    if len(inside) < 2:
+        # very short flood: take everything we have
+        inside = [s for s in samples if done_t is None or s[0] <= done_t] or samples
+        if len(inside) < 2:
+            inside = samples
+    a, b = inside[0], inside[-1]
+    dt = b[0] - a[0]
+    if dt <= 0:
+        return {"window_s": 0.0, "accepted_per_s": 0, "sent_per_s": 0,
+                "kernel_drops_per_s": None}
+    drops = None
+    if a[3] is not None and b[3] is not None:
+        drops = (b[3] - a[3]) / dt
+    return {"window_s": dt, "accepted_per_s": (b[1] - a[1]) / dt,
+            "sent_per_s": (b[2] - a[2]) / dt, "kernel_drops_per_s": drops,
+            "flood_exhausted": done_t is not None and done_t < lo + seconds}
+
+
+def _flood_done_t(flood):
+    """The flood's end on time.monotonic()'s clock, or None if running."""
+    if not flood.done_ns:
+        return None
+    return flood.done_ns / 1e9
+
+
+# ---------------------------------------------------------------- receivers
+
+def run_c(packets, args, cpus):
+    eng = core.Engine(cluster_id=CLUSTER, node_id=RECEIVER_NODE,
+                      generation=1, interval_us=1_000_000,
+                      deadtime_us=60_000_000)
+    proc = None
+    flood = None
+    try:
+        eng.add_key(KEY_ID, KEY, args.alg)
+        eng.set_send_key(KEY_ID)
+        link = eng.add_link("unicast", bind=LOOPBACK, port=0)
+        port = eng.link_port(link)
+        for node in SENDERS:
+            eng.add_peer(node)  # no peer address: the engine sends nothing
+        ctx = multiprocessing.get_context("fork")
+        flood, proc = start_flooder(ctx, packets, port, args.batch, cpus[1])
+        eng.start()
+        c0 = eng.counters()
+        samples = []
+        flood.go.set()
+        t_start = time.monotonic()
+        end = t_start + args.warmup + args.seconds
+        while True:
+            now = time.monotonic()
+            c = eng.counters()
+            samples.append((now, c["accepted"], flood.sent.value,
+                            udp_rcvbuf_errors()))
+            eng.drain(4096)  # keep the event queue short
+            if now >= end or flood.done_ns:
+                break
+            time.sleep(SAMPLE_S)
+        done_t = _flood_done_t(flood)
+        flood.stop.value = 1
+        end_process(proc)
+        proc = None
+        c1 = eng.counters()
+        res = window_rate(samples, t_start, args.warmup, args.seconds, done_t)
+        res["accepted_total"] = c1["accepted"] - c0["accepted"]
+        res["received_total"] = c1["received"] - c0["received"]
+        res["rejected"] = {k: v for k, v in c1["rejected"].items() if v}
+        res["flood_sent_total"] = flood.sent.value
+        res["flood_errors"] = flood.errors.value
+        res["loop_iterations"] = c1["loop_iterations"] - c0["loop_iterations"]
+        res["peers_up"] = sum(1 for p in eng.peers() if p["state"] == "up")
+        return res
+    finally:
+        if flood is not None:
+            flood.stop.value = 1
+        end_process(proc)
+        eng.close(leave=False)
+
+
+def run_python(packets, args, cpus):
+    rx = PyReceiver(CLUSTER, RECEIVER_NODE, SENDERS, {KEY_ID: (args.alg, KEY)})
+    proto = ReceiverProtocol(rx)
+    loop = asyncio.new_event_loop()
+    proc = None
+    flood = None
+    transport = None
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.bind((LOOPBACK, 0))
+        port = sock.getsockname()[1]
+        transport, _ = loop.run_until_complete(
+            loop.create_datagram_endpoint(lambda: proto, sock=sock))
+        ctx = multiprocessing.get_context("fork")
+        flood, proc = start_flooder(ctx, packets, port, args.batch, cpus[1])
+
+        samples = []
+
+        async def sampler():
+            flood.go.set()
+            t_start = time.monotonic()
+            end = t_start + args.warmup + args.seconds
+            while True:
+                now = time.monotonic()
+                samples.append((now, rx.accepted, flood.sent.value,
+                                udp_rcvbuf_errors()))
+                if now >= end or flood.done_ns:
+                    return t_start
+                await asyncio.sleep(SAMPLE_S)
+
+        t_start = loop.run_until_complete(sampler())
+        done_t = _flood_done_t(flood)
+        flood.stop.value = 1
+        end_process(proc)
+        proc = None
+        res = window_rate(samples, t_start, args.warmup, args.seconds, done_t)
+        res["accepted_total"] = rx.accepted
+        res["received_total"] = rx.received
+        res["rejected"] = {name: rx.rejected[code]
+                           for code, name in enumerate(
+                               ["", "malformed", "wrong_cluster", "unknown_node",
+                                "unknown_key", "bad_tag", "replay"])
+                           if code and rx.rejected[code]}
+        res["flood_sent_total"] = flood.sent.value
+        res["flood_errors"] = flood.errors.value
+        return res
+    finally:
+        if flood is not None:
+            flood.stop.value = 1
+        end_process(proc)
+        if transport is not None:
+            transport.close()
+        loop.close()
+
+
+# ---------------------------------------------------------------- main
+
+def self_check(packets, alg):
+    """The Python receiver and the C codec agree on the first packets."""
+    rx = PyReceiver(CLUSTER, RECEIVER_NODE, SENDERS, {KEY_ID: (alg, KEY)})
+    kr = core.Keyring()
+    kr.add(KEY_ID, KEY, alg)
+    for i in range(8):
+        pkt = packets[i * PACKET_LEN:(i + 1) * PACKET_LEN]
+        assert core.verify(kr, CLUSTER, pkt) == 0
+        assert rx.handle(pkt) == 0, "python receiver rejects a good packet"
+        assert rx.handle(pkt) == -6, "python receiver accepts a replay"
+    bad = bytearray(packets[8 * PACKET_LEN:9 * PACKET_LEN])
+    bad[50] ^= 1
+    assert core.verify(kr, CLUSTER, bytes(bad)) == -5
+    assert rx.handle(bytes(bad)) == -5, "python receiver accepts a bad tag"
+
+
+def machine_info():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model,
+            "kernel": platform.release(), "python": platform.python_version(),
+            "date": datetime.datetime.now(datetime.timezone.utc)
+                    .strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def fmt(x):
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=3.0,
+                    help="measurement window per receiver (default 3)")
+    ap.add_argument("--warmup", type=float, default=0.3,
+                    help="flood time before the window opens (default 0.3)")
+    ap.add_argument("--alg", choices=sorted(core.ALGORITHMS),
+                    default="hmac-sha256")
+    ap.add_argument("--packets", type=int, default=None,
+                    help="unique packets to precompute (default: enough for "
+                         "about 1.3 M/s over warmup + seconds, at least 1 M)")
+    ap.add_argument("--batch", type=int, default=256,
+                    help="packets per sendmmsg call (default 256)")
+    ap.add_argument("--json", default=os.path.join(HERE, "results",
+                                                    "throughput.json"))
+    ap.add_argument("--skip-python", action="store_true")
+    args = ap.parse_args(argv)
+    if not 1 <= args.batch <= 1024:
+        ap.error("--batch must be 1..1024")
+    if args.alg == "aes-256-gcm" and not gcm_available() and not args.skip_python:
+        print("note: the Python receiver needs the 'cryptography' package for "
+              "AES-256-GCM; measuring the C engine only", file=sys.stderr)
+        args.skip_python = True
+    if args.packets is None:
+        args.packets = max(1_000_000, int(1_300_000 * (args.seconds + args.warmup)))
+    args.packets -= args.packets % len(SENDERS)
+
+    cpus = pick_cpus()
+    old_affinity = None
+    if cpus[0] is not None:
+        old_affinity = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {cpus[0]})  # this thread, and the engine's
+
+    try:
+        t = time.monotonic()
+        print(f"sealing {args.packets:,} packets ({args.alg}, {PACKET_LEN} bytes, "
+              f"{len(SENDERS)} senders)...", file=sys.stderr, flush=True)
+        packets = make_packets(args.packets, args.alg)
+        print(f"  {time.monotonic() - t:.1f} s", file=sys.stderr, flush=True)
+        self_check(packets, args.alg)
+
+        print("C engine...", file=sys.stderr, flush=True)
+        c_res = run_c(packets, args, cpus)
+        py_res = None
+        if not args.skip_python:
+            print("Python asyncio receiver...", file=sys.stderr, flush=True)
+            py_res = run_python(packets, args, cpus)
+    finally:
+        if old_affinity is not None:
+            os.sched_setaffinity(0, old_affinity)
+
+    c_rate = int(c_res["accepted_per_s"])
+    py_rate = int(py_res["accepted_per_s"]) if py_res else 0
+    ratio = c_rate / py_rate if py_rate else 0.0
+
+    info = machine_info()
+    pin = (f"receiver cpu {cpus[0]}, flooder cpu {cpus[1]}" if cpus[0] is not None
+           else "not pinned")
+    print(f"\nHeart receive throughput, {args.alg}, {PACKET_LEN}-byte heartbeats, "
+          f"{info['cpus']} cpus ({info['cpu_model']}), {pin}, {info['date']}\n")
+    print("| receiver | verified/s | flood sent/s | kernel drops/s | window s "
+          "| note |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, r in (("C engine", c_res), ("Python asyncio", py_res)):
+        if r is None:
+            print(f"| {name} | - | - | - | - | skipped |")
+            continue
+        notes = []
+        if r["sent_per_s"] and r["accepted_per_s"] >= 0.95 * r["sent_per_s"]:
+            notes.append("flood-limited: the receiver kept up with the flood")
+        if r.get("flood_exhausted"):
+            notes.append("packets ran out before the window ended (--packets)")
+        if r["rejected"]:
+            notes.append("rejected " + ", ".join(f"{k}={v}" for k, v in
+                                                 r["rejected"].items()))
+        print(f"| {name} | {fmt(r['accepted_per_s'])} | {fmt(r['sent_per_s'])} "
+              f"| {fmt(r['kernel_drops_per_s'])} | {r['window_s']:.2f} "
+              f"| {'; '.join(notes)} |")
+    print(f"\nratio C / Python: {ratio:.1f}  (target: C >= 500,000/s on one core, "
+          f"ratio >= 7)\n")
+
+    out = {"bench": "throughput", "alg": args.alg, "packet_bytes": PACKET_LEN,
+           "senders": len(SENDERS), "packets": args.packets, "batch": args.batch,
+           "seconds": args.seconds, "warmup": args.warmup,
+           "cpus_pinned": list(cpus) if cpus[0] is not None else None,
+           "machine": info, "c": c_res, "python": py_res,
+           "c_per_s": c_rate, "python_per_s": py_rate, "ratio": round(ratio, 2)}
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+            f.write("\n")
+    print(f"c_per_s={c_rate} python_per_s={py_rate} ratio={ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

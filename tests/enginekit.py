@@ -1,0 +1,64 @@
+"""Helpers to build engines for tests."""
+from __future__ import annotations
+
+import select
+import time
+
+from heart._core import Engine
+
+KEY1 = bytes(range(1, 33))
+KEY2 = bytes([0x5A]) * 32
+CLUSTER = 4242
+
+
+def make_engine(node_id: int, *, interval_us: int = 10_000, deadtime_us: int = 60_000,
+                warntime_us: int | None = None, generation: int = 1,
+                cluster_id: int = CLUSTER, alg: str = "hmac-sha256", **kw) -> Engine:
+    e = Engine(cluster_id=cluster_id, node_id=node_id, generation=generation,
+               interval_us=interval_us, deadtime_us=deadtime_us,
+               warntime_us=warntime_us, **kw)
+    e.add_key(1, KEY1, alg)
+    e.set_send_key(1)
+    return e
+
+
+def loopback_pair(**kw) -> tuple[Engine, Engine]:
+    """Two engines on 127.0.0.1 that know each other (not started)."""
+    a = make_engine(1, **kw)
+    b = make_engine(2, **kw)
+    la = a.add_link("unicast", bind="127.0.0.1", port=0)
+    lb = b.add_link("unicast", bind="127.0.0.1", port=0)
+    a.add_peer(2)
+    b.add_peer(1)
+    a.set_peer_addr(2, la, "127.0.0.1", b.link_port(lb))
+    b.set_peer_addr(1, lb, "127.0.0.1", a.link_port(la))
+    return a, b
+
+
+class Collector:
+    """Drains an engine's events and remembers all of them."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.events = []
+
+    def pump(self, timeout: float = 0.0) -> list:
+        r, _, _ = select.select([self.engine.fileno()], [], [], timeout)
+        new = self.engine.drain() if r else []
+        self.events.extend(new)
+        return new
+
+    def wait(self, name: str, node: int | None = None, timeout: float = 2.0):
+        end = time.monotonic() + timeout
+        for ev in self.events:
+            if ev.name == name and (node is None or ev.node == node):
+                return ev
+        while time.monotonic() < end:
+            for ev in self.pump(0.01):
+                if ev.name == name and (node is None or ev.node == node):
+                    return ev
+        return None
+
+    def named(self, name: str) -> list:
+        self.pump()
+        return [e for e in self.events if e.name == name]
