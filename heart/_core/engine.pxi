@@ -71,6 +71,11 @@ cdef class Event:
                     f"{self.value / 1000:.1f} ms)")
         if self.kind == HB_EV_PEER_LATE:
             return f"node {self.node} is late: silent for {self.value / 1000:.1f} ms"
+        if self.kind == HB_EV_LINK_DOWN:
+            return (f"link {self.link} to node {self.node} is down: silent for "
+                    f"{self.value / 1000:.1f} ms")
+        if self.kind == HB_EV_LINK_UP:
+            return f"link {self.link} to node {self.node} is up"
         if self.kind == HB_EV_STALL:
             return (f"the engine thread was not scheduled for {self.value / 1000:.1f}"
                     f" ms past its deadline")

@@ -1,0 +1,5 @@
+import sys
+
+from heart.cli import main
+
+sys.exit(main())
