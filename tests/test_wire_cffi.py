@@ -85,7 +85,7 @@ int hb_replay_update(hb_replay *r, uint64_t generation, uint64_t seq);
 # Constants from heart.h (test_constants_match_header checks them).
 HEADER_LEN = 40
 TAG_LEN = 16
-PAYLOAD_MAX = 1200
+PAYLOAD_MAX = 1176
 HEARTBEAT_PAYLOAD_MAX = 128
 PACKET_MAX = HEADER_LEN + PAYLOAD_MAX + TAG_LEN
 KEY_LEN = 32

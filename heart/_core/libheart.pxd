@@ -173,7 +173,7 @@ cdef extern from "heart/heart.h" nogil:
         uint32_t node_id
         uint64_t time_ns
         uint64_t value
-        uint8_t data[1200]
+        uint8_t data[1176]
 
     int hb_engine_event_fd(const hb_engine *e)
     int hb_engine_drain(hb_engine *e, hb_event *out, int max)

@@ -92,11 +92,10 @@ def decode(Keyring keyring not None, uint32_t cluster_id,
     Raises WireError naming the cause when it is rejected."""
     cdef hb_header h
     cdef uint8_t payload[HB_PAYLOAD_MAX]
-    cdef int rc
-    with nogil:
-        rc = hb_wire_decode(keyring.kr, cluster_id,
-                            &packet[0] if packet.shape[0] else NULL,
-                            packet.shape[0], &h, payload, sizeof(payload))
+    # The keyring keeps a cache of derived keys: the GIL serialises its use.
+    cdef int rc = hb_wire_decode(keyring.kr, cluster_id,
+                                 &packet[0] if packet.shape[0] else NULL,
+                                 packet.shape[0], &h, payload, sizeof(payload))
     if rc < 0:
         raise WireError(-rc)
     return _header_dict(&h), payload[:h.payload_len]

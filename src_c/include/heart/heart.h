@@ -44,7 +44,7 @@ extern "C" {
 #define HB_WIRE_MAGIC 0x48525442u /* "HRTB" */
 #define HB_WIRE_HEADER_LEN 40     /* fixed header, see docs/protocol.md */
 #define HB_WIRE_TAG_LEN 16        /* HMAC-SHA256 truncated to 128 bits, or GCM tag */
-#define HB_PAYLOAD_MAX 1200       /* state messages; fits a 1280-byte IPv6 MTU */
+#define HB_PAYLOAD_MAX 1176 /* state messages: 1176 + 56 + 8 (UDP) + 40 (IPv6) = 1280, the IPv6 minimum MTU */
 #define HB_HEARTBEAT_PAYLOAD_MAX 128 /* the digest a heartbeat carries */
 #define HB_PACKET_MAX (HB_WIRE_HEADER_LEN + HB_PAYLOAD_MAX + HB_WIRE_TAG_LEN)
 #define HB_KEY_LEN 32 /* both algorithms take 256-bit keys */
@@ -131,7 +131,10 @@ typedef struct hb_header {
 /* Seal: write header + payload (encrypted under GCM) + tag into out using the
  * keyring's send key.  hdr->alg and hdr->key_id are set from the key.
  * Returns the packet length, -ENOENT (no send key), -EMSGSIZE (payload too
- * large or out too small), -EINVAL (bad type/ids), -EIO (libcrypto). */
+ * large or out too small), -EINVAL (bad type, node id 0 or seq 0), -EIO
+ * (libcrypto).  payload may be out + HB_WIRE_HEADER_LEN (sealing in place).
+ * AES-256-GCM nonces are derived from (generation, seq): a sender must never
+ * reuse a generation, so the caller persists it (fsync) before starting. */
 HB_API int hb_wire_seal(hb_keyring *kr, hb_header *hdr, const uint8_t *payload,
                         size_t payload_len, uint8_t *out, size_t out_cap);
 
@@ -142,13 +145,15 @@ HB_API int hb_wire_parse(const uint8_t *pkt, size_t len, hb_header *hdr);
 /* Open: authenticate a packet whose header was parsed by hb_wire_parse, and
  * copy (GCM: decrypt) the payload into payload_out (capacity payload_cap,
  * at least hdr->payload_len).  Returns 0, -HB_REJ_UNKNOWN_KEY,
- * -HB_REJ_BAD_TAG, -HB_REJ_MALFORMED (payload_cap too small).  Nothing is
- * written to payload_out unless the tag is good. */
+ * -HB_REJ_BAD_TAG, -HB_REJ_MALFORMED (payload_cap too small, or *hdr is not
+ * the packet's own header).  Nothing is written to payload_out unless the tag
+ * is good.  Not thread-safe on one keyring (it keeps a cache). */
 HB_API int hb_wire_open(hb_keyring *kr, const hb_header *hdr,
                         const uint8_t *pkt, size_t len, uint8_t *payload_out,
                         size_t payload_cap);
 
-/* Parse + cluster check + open.  Returns 0 or -HB_REJ_x. */
+/* Parse + cluster check + open.  Returns 0 or -HB_REJ_x.  After a successful
+ * parse *hdr holds the claimed header even when a later check fails. */
 HB_API int hb_wire_decode(hb_keyring *kr, uint32_t cluster_id,
                           const uint8_t *pkt, size_t len, hb_header *hdr,
                           uint8_t *payload_out, size_t payload_cap);
@@ -169,8 +174,9 @@ typedef struct hb_replay {
 /* Would (generation, seq) be accepted?  0 yes, -HB_REJ_REPLAY no.  Does not
  * change the window: call after parse, before the (costly) tag check. */
 HB_API int hb_replay_check(const hb_replay *r, uint64_t generation, uint64_t seq);
-/* Record an authenticated (generation, seq).  Returns 1 when the generation
- * is new (a restart of the peer), else 0. */
+/* Record an authenticated (generation, seq).  Returns 1 when an established
+ * window moves to a newer generation (a restart of the peer); 0 otherwise,
+ * including the peer's first packet. */
 HB_API int hb_replay_update(hb_replay *r, uint64_t generation, uint64_t seq);
 
 /* ------------------------------------------------------------------ */
