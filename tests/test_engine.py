@@ -267,3 +267,85 @@ def test_restart_with_higher_generation_is_not_a_replay():
             time.sleep(0.05)
             assert b.peer(1)["generation"] == 2 and b.peer(1)["state"] == "up"
             assert b.counters()["rejected"]["replay"] == 0
+
+
+def test_phi_accrual_detector_declares_down_and_not_before():
+    a, b = loopback_pair(interval_us=10_000, deadtime_us=200_000, detector="phi",
+                         phi_threshold=8.0, phi_min_std_us=2_000, phi_min_samples=16)
+    with a, b:
+        cb = Collector(b)
+        a.start()
+        b.start()
+        assert cb.wait("peer_up", 1)
+        time.sleep(0.5)  # ~50 samples: phi is in charge now
+        st = b.peer(1)
+        assert st["state"] == "up" and 9_000 < st["mean_us"] < 11_000
+        assert st["phi"] < 8.0
+        a.stop(leave=False)
+        last = b.peer(1)["last_arrival_ns"]
+        down = cb.wait("peer_down", 1, timeout=2)
+        assert down is not None and down.reason_name == "timeout"
+        silence_us = (down.time_ns - last) / 1000
+        # phi = 8 means about mean + 5.6 std (std >= 2 ms): well before the
+        # 200 ms fixed deadtime, and not before the mean interval.
+        assert 10_000 < silence_us < 200_000
+
+
+def _in_unprivileged_child(fn) -> dict:
+    """Run fn() in a forked child that dropped root (uid/gid nobody) and
+    return what it returns (a dict), through a pipe."""
+    import json
+    import os
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(w, json.dumps(fn()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    while True:
+        c = os.read(r, 65536)
+        if not c:
+            break
+        chunks.append(c)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return json.loads(b"".join(chunks))
+
+
+def test_realtime_and_mlock_refused_give_a_clear_warning(netns_ok):
+    """Without CAP_SYS_NICE / CAP_IPC_LOCK the engine still runs, and says
+    which capability is missing."""
+    import resource
+
+    def child():
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))
+        e = make_engine(1, interval_us=10_000, realtime_priority=50, lock_memory=True)
+        e.add_link("unicast", bind="127.0.0.1")
+        e.add_peer(2)
+        e.set_peer_addr(2, 0, "127.0.0.1", 9)
+        c = Collector(e)
+        e.start()
+        end = time.monotonic() + 1
+        while len(c.named("warning")) < 2 and time.monotonic() < end:
+            c.pump(0.05)
+        out = {"warnings": [(ev.reason_name, ev.message) for ev in c.named("warning")],
+               "running": e.running, "sent": e.counters()["heartbeats_sent"]}
+        e.close()
+        return out
+
+    got = _in_unprivileged_child(child)
+    reasons = dict(got["warnings"])
+    assert "CAP_SYS_NICE" in reasons["realtime"]
+    assert "CAP_IPC_LOCK" in reasons["mlock"]
+    assert got["running"] and got["sent"] >= 1

@@ -112,6 +112,11 @@ cdef class Engine:
     Times are integers in microseconds.  Missing timing values take
     libheart's defaults for the interval (warntime 2x, deadtime 4x,
     initdead 2x deadtime).
+
+    generation must grow at every start of the node and be persisted
+    (written and fsynced) before start(): peers reject a lower generation
+    as a replay, and AES-256-GCM nonces derive from (generation, sequence),
+    so a reused generation would reuse nonces.
     """
 
     cdef hb_engine *e
