@@ -217,6 +217,11 @@ def test_errors_name_the_failing_call():
         with pytest.raises(OSError) as exc:
             e.add_link("multicast", bind="0.0.0.0", dest="192.0.2.1")
         assert "not a multicast group" in str(exc.value)
+        with pytest.raises(OSError, match="needs an interface name"):
+            e.add_link("multicast", bind="::", dest="ff02::1:42")
+        with pytest.raises(OSError) as exc:
+            e.add_link("unicast", bind="127.0.0.1", ifname="nosuchif0")
+        assert exc.value.errno == errno.ENODEV and "nosuchif0" in str(exc.value)
         busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         busy.bind(("127.0.0.1", 0))
         with pytest.raises(OSError) as exc:
@@ -349,3 +354,28 @@ def test_realtime_and_mlock_refused_give_a_clear_warning(netns_ok):
     assert "CAP_SYS_NICE" in reasons["realtime"]
     assert "CAP_IPC_LOCK" in reasons["mlock"]
     assert got["running"] and got["sent"] >= 1
+
+
+def test_peer_back_after_outage_phi_is_not_blunted():
+    """After a peer was down, its outage must not count as an inter-arrival
+    sample: the phi detector is as quick the second time as the first."""
+    a, b = loopback_pair(interval_us=10_000, deadtime_us=100_000, detector="phi",
+                         phi_min_std_us=2_000, phi_min_samples=8)
+    with a, b:
+        cb = Collector(b)
+        a.start()
+        b.start()
+        assert cb.wait("peer_up", 1)
+        time.sleep(0.3)
+        seen = len(cb.events)
+        a.debug_stall(600_000)  # node 1 falls silent for 0.6 s, same generation
+        end = time.monotonic() + 3
+        names = []
+        while time.monotonic() < end and names[-1:] != ["peer_up"]:
+            cb.pump(0.02)
+            names = [e.name for e in cb.events[seen:] if e.name in ("peer_down", "peer_up")]
+        assert names == ["peer_down", "peer_up"]
+        time.sleep(0.3)
+        st = b.peer(1)
+        assert st["state"] == "up"
+        assert st["mean_us"] < 15_000 and st["std_us"] < 5_000

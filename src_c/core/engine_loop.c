@@ -117,6 +117,11 @@ static void accept_msg(hb_engine *e, struct hb_peer *p, int li, const hb_header 
     case HB_MSG_HEARTBEAT:
         if (p->left_generation == h->generation)
             return; /* a late copy from before its leave message */
+        if (p->state == HB_PEER_DOWN) {
+            /* Back after an outage: the silence is not an inter-arrival
+             * time, and would blunt the phi detector for a whole window. */
+            hb_detector_init(&p->det, &e->cfg.timing);
+        }
         hb_detector_heartbeat(&p->det, now);
         e->next_check_ns = min_u64(e->next_check_ns, hb_detector_late_at(&p->det));
         peer_set_up(e, p, now);

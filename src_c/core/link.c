@@ -138,6 +138,9 @@ int hb_link_open(hb_engine *e, struct hb_link *l, int id, const hb_link_config *
              (unsigned)lc->port);
     if (lc->kind < HB_LINK_UNICAST || lc->kind > HB_LINK_BROADCAST)
         return hb_engine_fail(e, -EINVAL, "link %d: unknown kind %d", id, lc->kind);
+    if (lc->ifname && *lc->ifname && !if_nametoindex(lc->ifname))
+        return hb_engine_fail(e, -ENODEV, "%s: interface %s: no such interface",
+                              l->desc, lc->ifname);
     if (hb_addr_parse(lc->bind_addr, lc->port, &bind_ss, &bind_len) < 0)
         return hb_engine_fail(e, -EINVAL, "%s: bind address %s is not a numeric"
                               " IPv4 or IPv6 address", l->desc,
@@ -162,6 +165,10 @@ int hb_link_open(hb_engine *e, struct hb_link *l, int id, const hb_link_config *
             if (!is_mc)
                 return hb_engine_fail(e, -EINVAL, "%s: %s is not a multicast group",
                                       l->desc, lc->dest_addr);
+            if (l->family == AF_INET6 && (!lc->ifname || !*lc->ifname) &&
+                IN6_IS_ADDR_MC_LINKLOCAL(&((struct sockaddr_in6 *)&l->dest)->sin6_addr))
+                return hb_engine_fail(e, -EINVAL, "%s: link-local group %s needs an"
+                                      " interface name", l->desc, lc->dest_addr);
         }
     }
 
@@ -189,6 +196,16 @@ int hb_link_open(hb_engine *e, struct hb_link *l, int id, const hb_link_config *
         if (rc < 0)
             goto fail;
     }
+#ifdef SO_BINDTODEVICE
+    /* Unicast and broadcast links follow the routing table unless pinned to
+     * an interface; multicast picks its interface with IP(V6)_MULTICAST_IF. */
+    if (lc->kind != HB_LINK_MULTICAST && lc->ifname && *lc->ifname) {
+        rc = sockopt(e, l, SOL_SOCKET, SO_BINDTODEVICE, lc->ifname,
+                     (socklen_t)strlen(lc->ifname) + 1, "SO_BINDTODEVICE");
+        if (rc < 0)
+            goto fail;
+    }
+#endif
     {
         int rcvbuf = RCVBUF_BYTES, tos = HEARTBEAT_TOS;
         /* Best effort: the kernel caps the buffer at net.core.rmem_max. */
