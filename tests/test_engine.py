@@ -72,7 +72,12 @@ def _busy(seconds: float) -> int:
 
 def test_engine_keeps_time_while_python_holds_the_gil():
     """The reason the loop is in C: a Python thread that never lets go of the
-    GIL for 2 s changes nothing for the engines."""
+    GIL for 2 s changes nothing for the engines.
+
+    The engines run with realtime priority where that is permitted (root,
+    as in CI; see enginekit.TEST_RT), as a production node would: then the
+    only thing competing with them is what the test is about, not whatever
+    else loads the machine's two cores (this test itself keeps one busy)."""
     a, b = loopback_pair(interval_us=10_000, deadtime_us=60_000, warntime_us=30_000)
     with a, b:
         ca, cb = Collector(a), Collector(b)
