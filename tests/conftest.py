@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import netns  # noqa: E402
+import netns
 
 REQUIRE_ROOT = os.environ.get("HEART_REQUIRE_ROOT") == "1"
 

@@ -144,7 +144,7 @@ class Lab:
             run("ip", "netns", "del", name, check=False)
         self._made.clear()
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -7,9 +7,9 @@ import socket
 import time
 
 import pytest
+from enginekit import CLUSTER, KEY1, KEY2, Collector, loopback_pair, make_engine
 
 from heart._core import Engine, Keyring, now_ns, seal
-from enginekit import CLUSTER, KEY1, KEY2, Collector, loopback_pair, make_engine
 
 
 def test_two_engines_find_each_other_then_down_within_deadtime_plus_interval():

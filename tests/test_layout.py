@@ -13,11 +13,11 @@ import heart._core as core
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-import heart_sources  # noqa: E402
+import heart_sources
 
 
 def test_no_python_h_under_src_c():
-    include = re.compile(r'^\s*#\s*include\s*[<"]Python\.h[>"]', re.M)
+    include = re.compile(r'^\s*#\s*include\s*[<"]Python\.h[>"]', re.MULTILINE)
     offenders = [p for p in (ROOT / "src_c").rglob("*.[ch]")
                  if include.search(p.read_text(errors="replace"))]
     assert offenders == []

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 import netns
+import pytest
 from enginekit import Collector, make_engine
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 cffi = pytest.importorskip("cffi")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = ROOT / "src_c" / "include" / "heart" / "heart.h"
@@ -200,7 +200,7 @@ key_ids = st.integers(0, 255)
 # ------------------------------------------------------------------- tests
 
 def _normalise(c: str) -> str:
-    c = re.sub(r"/\*.*?\*/", " ", c, flags=re.S)
+    c = re.sub(r"/\*.*?\*/", " ", c, flags=re.DOTALL)
     return re.sub(r"\s+", " ", c).strip()
 
 
@@ -208,8 +208,8 @@ def test_cdef_matches_header():
     text = HEADER.read_text()
     for name in ("hb_header", "hb_replay"):
         pattern = rf"typedef struct {name} \{{.*?\}} {name};"
-        ours = re.search(pattern, CDEF_STRUCTS, re.S)
-        theirs = re.search(pattern, text, re.S)
+        ours = re.search(pattern, CDEF_STRUCTS, re.DOTALL)
+        theirs = re.search(pattern, text, re.DOTALL)
         assert ours and theirs, name
         assert _normalise(ours.group(0)) == _normalise(theirs.group(0)), name
 

@@ -1,6 +1,8 @@
 """Type stubs for heart._core (the Cython layer over libheart)."""
 from typing import Literal, TypedDict
 
+from typing_extensions import TypeAlias
+
 BACKEND: str
 WIRE_VERSION: int
 PAYLOAD_MAX: int
@@ -14,8 +16,8 @@ LINK_KINDS: dict[str, int]
 DETECTORS: dict[str, int]
 EVENT_NAMES: dict[int, str]
 
-Algorithm = Literal["hmac-sha256", "aes-256-gcm"]
-LinkKind = Literal["unicast", "multicast", "broadcast"]
+Algorithm: TypeAlias = Literal["hmac-sha256", "aes-256-gcm"]
+LinkKind: TypeAlias = Literal["unicast", "multicast", "broadcast"]
 
 class WireError(ValueError):
     cause: str
@@ -112,7 +114,7 @@ class Engine:
                  realtime_priority: int = ..., lock_memory: bool = ...,
                  event_capacity: int = ...) -> None: ...
     def close(self, leave: bool = ...) -> None: ...
-    def __enter__(self) -> "Engine": ...
+    def __enter__(self) -> Engine: ...
     def __exit__(self, *exc: object) -> None: ...
     def add_key(self, key_id: int, key: bytes, alg: Algorithm = ...) -> None: ...
     def remove_key(self, key_id: int) -> None: ...
