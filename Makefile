@@ -4,6 +4,13 @@
 #   make test   - install what is missing, build, run the C tests under
 #                 AddressSanitizer + UndefinedBehaviorSanitizer (ctest) and
 #                 the Python tests (pytest)
+#   make fuzz   - fuzz the wire codec and the replay window for FUZZ_SECONDS
+#                 (60): with libFuzzer if clang can build it (build/fuzz,
+#                 corpus grown in build/fuzz/corpus, crashes in
+#                 build/fuzz/artifacts), else with the gcc driver under
+#                 ASan + UBSan (build/asan).  Not part of `make test`, which
+#                 runs the driver for 10 s and never needs clang.
+#   make check-bigendian - the codec/replay/detector C tests on big-endian s390x under qemu-user (tools/bigendian/)
 #
 # As root, missing Debian packages are installed with apt-get.  Python
 # packages go into a virtual environment, .venv/, never into the system.
@@ -20,7 +27,7 @@ APT_PACKAGES := build-essential pkg-config libssl-dev python3-dev python3-venv i
 PY_PACKAGES := "setuptools>=64" wheel "Cython>=3.0" cffi hypothesis pytest \
 	pytest-benchmark psutil cryptography cmake
 
-.PHONY: all demo test deps system-deps venv build ctest cmake-lib pytest bench clean
+.PHONY: all demo test deps system-deps venv build ctest cmake-lib pytest bench clean fuzz
 
 all: build
 
@@ -73,6 +80,30 @@ pytest: build cmake-lib
 	HEART_LIBHEART=$(CURDIR)/build/cmake/libheart.so \
 		$(PY) -m pytest tests bench/test_codec_bench.py --benchmark-disable -q
 
+# ---- fuzzing (tests/fuzz/) ----
+FUZZ_SECONDS ?= 60
+FUZZ_PROBE := printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' | \
+	clang -x c -fsanitize=fuzzer -o /dev/null - >/dev/null 2>&1
+
+fuzz: deps
+	@if command -v clang >/dev/null 2>&1 && $(FUZZ_PROBE); then \
+		$(CMAKE) -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DHEART_LIBFUZZER=ON \
+			-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null && \
+		$(CMAKE) --build build/fuzz -j $(JOBS) --target fuzz_wire_lf && \
+		mkdir -p build/fuzz/corpus build/fuzz/artifacts && \
+		for f in tests/fuzz/corpus/*; do \
+			[ -e build/fuzz/corpus/$${f##*/} ] || cp $$f build/fuzz/corpus/; \
+		done && \
+		cd build/fuzz && ./fuzz_wire_lf -max_total_time=$(FUZZ_SECONDS) \
+			-dict=../../tests/fuzz/fuzz_wire.dict -artifact_prefix=artifacts/ \
+			-print_final_stats=1 corpus; \
+	else \
+		echo "no clang with libFuzzer: running the gcc driver (no coverage feedback)"; \
+		$(CMAKE) -S . -B build/asan -DHEART_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null && \
+		$(CMAKE) --build build/asan -j $(JOBS) --target fuzz_wire && \
+		cd build/asan && ./fuzz_wire --seconds $(FUZZ_SECONDS) ../../tests/fuzz/corpus; \
+	fi
+
 bench: build
 	$(PY) -m pytest bench/test_codec_bench.py --benchmark-only
 	$(PY) bench/throughput.py
@@ -80,3 +111,13 @@ bench: build
 
 clean:
 	rm -rf build heart/_core/_ext.c heart/_core/*.so *.egg-info
+
+# ---------------------------------------------------------------------------
+# check-bigendian: tests/c/test_wire.c, test_replay.c and test_detector.c
+# cross-compiled for s390x (big-endian) and run under qemu-user, plus a wire
+# interop check against this host.  Installs what it needs when root.
+# See tools/bigendian/README.md.
+# ---------------------------------------------------------------------------
+.PHONY: check-bigendian
+check-bigendian:
+	bash tools/bigendian/run.sh
