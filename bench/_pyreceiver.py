@@ -34,7 +34,7 @@ REPLAY_WINDOW = 64
 MASK64 = (1 << 64) - 1
 
 # enum hb_msg_type -> largest payload
-PAYLOAD_MAX = {1: 128, 2: 1200, 3: 1200}
+PAYLOAD_MAX = {1: 128, 2: 1176, 3: 1176}  # HB_HEARTBEAT_PAYLOAD_MAX, HB_PAYLOAD_MAX
 ALG_HMAC = 1
 ALG_GCM = 2
 ALG_CODES = {"hmac-sha256": ALG_HMAC, "aes-256-gcm": ALG_GCM}

@@ -19,7 +19,8 @@ the flooder's core, so the receiver's core does the reads and the checks.
 
 Only 127.0.0.1 is ever used.  See docs/benchmarks.md.
 
-    python3 bench/throughput.py [--seconds 3] [--alg hmac-sha256] [--json PATH]
+    python3 bench/throughput.py [--seconds 2] [--repeat 3] [--alg hmac-sha256]
+                                [--json PATH]
 
 The last line printed is  c_per_s=<int> python_per_s=<int> ratio=<float>
 """
@@ -44,7 +45,7 @@ except ImportError:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, ROOT)
     import heart._core as core
 sys.path.insert(0, HERE)
-from _pyreceiver import PyReceiver, ReceiverProtocol, gcm_available  # noqa: E402
+from _pyreceiver import PyReceiver, ReceiverProtocol, gcm_available
 
 LOOPBACK = "127.0.0.1"  # the only address this benchmark ever uses
 CLUSTER = 0x48454152
@@ -57,6 +58,8 @@ PAYLOAD = b"heart-bench-16b!"  # 16 bytes: packets are 40 + 16 + 16 = 72 bytes
 PACKET_LEN = 40 + len(PAYLOAD) + 16
 RCVBUF = 4 << 20  # what the engine asks for on its sockets (link.c)
 SAMPLE_S = 0.05
+SOL_UDP = 17       # <netinet/udp.h>
+UDP_SEGMENT = 103  # <linux/udp.h>: UDP GSO segment size
 
 CDEF = """
 struct iovec {
@@ -89,14 +92,13 @@ def make_packets(count, alg):
     kr.add(KEY_ID, KEY, alg)
     kr.set_send(KEY_ID)
     seal = core.seal
-    parts = []
+    buf = bytearray(count * PACKET_LEN)
     n_senders = len(SENDERS)
     for i in range(count):
-        parts.append(seal(kr, cluster_id=CLUSTER, node_id=SENDERS[i % n_senders],
-                          generation=GENERATION, seq=i // n_senders + 1,
-                          interval_us=1_000_000, payload=PAYLOAD))
-    buf = b"".join(parts)
-    assert len(buf) == count * PACKET_LEN
+        buf[i * PACKET_LEN:(i + 1) * PACKET_LEN] = seal(
+            kr, cluster_id=CLUSTER, node_id=SENDERS[i % n_senders],
+            generation=GENERATION, seq=i // n_senders + 1,
+            interval_us=1_000_000, payload=PAYLOAD)
     return buf
 
 
@@ -116,8 +118,14 @@ class Flood:
         self.start_ns = ctx.RawValue("Q", 0)
 
 
-def _flooder(flood, packets, port, batch, cpu):
-    """Child process: send every packet once, in batches, as fast as it can."""
+def _flooder(flood, packets, port, batch, gso, cpu):
+    """Child process: send every packet once, in batches, as fast as it can.
+
+    Each sendmmsg(2) call hands the kernel `batch` packets.  With gso > 0,
+    one message carries gso consecutive packets as one UDP GSO buffer
+    (UDP_SEGMENT = 72): the kernel cuts it into gso separate datagrams on
+    the way, so the receiver sees exactly the same datagrams, and the
+    flooder pays the send path once per gso packets."""
     import cffi
 
     if cpu is not None:
@@ -131,11 +139,13 @@ def _flooder(flood, packets, port, batch, cpu):
     if ffi.sizeof("void *") != 8:
         raise SystemExit("the flooder fills iovec/mmsghdr as 64-bit words: "
                          "64-bit Linux only")
-    n = len(packets) // PACKET_LEN
+    per_msg = gso if gso > 0 else 1
+    msg_len = per_msg * PACKET_LEN
+    n = len(packets) // msg_len  # messages
     keep = ffi.from_buffer(packets)  # keeps packets alive and pinned
     base = int(ffi.cast("uintptr_t", keep))
 
-    # One iovec and one mmsghdr per packet, filled with strided slices of
+    # One iovec and one mmsghdr per message, filled with strided slices of
     # 64-bit words (offsets from cffi's own layout of the structs).
     iov = ffi.new("struct iovec[]", n)
     msgs = ffi.new("struct mmsghdr[]", n)  # zeroed: msg_name NULL (connected)
@@ -143,9 +153,9 @@ def _flooder(flood, packets, port, batch, cpu):
     words = memoryview(ffi.buffer(iov)).cast("B").cast("Q")
     stride = ffi.sizeof("struct iovec") // w
     words[ffi.offsetof("struct iovec", "iov_base") // w::stride] = \
-        array("Q", range(base, base + n * PACKET_LEN, PACKET_LEN))
+        array("Q", range(base, base + n * msg_len, msg_len))
     words[ffi.offsetof("struct iovec", "iov_len") // w::stride] = \
-        array("Q", [PACKET_LEN]) * n
+        array("Q", [msg_len]) * n
     iov_addr = int(ffi.cast("uintptr_t", iov))
     words = memoryview(ffi.buffer(msgs)).cast("B").cast("Q")
     stride = ffi.sizeof("struct mmsghdr") // w
@@ -159,22 +169,25 @@ def _flooder(flood, packets, port, batch, cpu):
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    if gso > 0:
+        sock.setsockopt(SOL_UDP, UDP_SEGMENT, PACKET_LEN)
     sock.connect((LOOPBACK, port))
     fd = sock.fileno()
     sendmmsg = libc.sendmmsg
     stop = flood.stop
     sent = flood.sent
+    per_call = max(1, batch // per_msg)
 
     flood.ready.set()
     flood.go.wait()
     flood.start_ns.value = time.monotonic_ns()
     i = 0
     while i < n and not stop.value:
-        k = n - i if n - i < batch else batch
+        k = min(per_call, n - i)
         r = sendmmsg(fd, msgs + i, k, 0)
         if r > 0:
             i += r
-            sent.value = i
+            sent.value = i * per_msg
         else:
             # ECONNREFUSED (an ICMP error from an earlier packet), ENOBUFS:
             # count it and go on; the packets are retried.
@@ -182,13 +195,14 @@ def _flooder(flood, packets, port, batch, cpu):
             flood.errno.value = ffi.errno
             if flood.errors.value > 100000:
                 break
-    flood.done_ns = time.monotonic_ns()
+    flood.done_ns.value = time.monotonic_ns()
     sock.close()
 
 
-def start_flooder(ctx, packets, port, batch, cpu):
+def start_flooder(ctx, packets, port, args, cpu):
     flood = Flood(ctx)
-    proc = ctx.Process(target=_flooder, args=(flood, packets, port, batch, cpu),
+    proc = ctx.Process(target=_flooder,
+                       args=(flood, packets, port, args.batch, args.gso, cpu),
                        name="heart-bench-flooder", daemon=True)
     proc.start()
     if not flood.ready.wait(60):
@@ -224,12 +238,14 @@ def udp_rcvbuf_errors():
         return None
 
 
-def thread_cpu_ns(tid):
-    """CPU time a thread of this process has used, ns (schedstat), or None."""
+def thread_sched(tid):
+    """(ns on cpu, ns runnable but waiting for a cpu) of a thread of this
+    process, from /proc/self/task/TID/schedstat, or None."""
     try:
         with open(f"/proc/self/task/{tid}/schedstat") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
+            run, wait = f.read().split()[:2]
+            return int(run), int(wait)
+    except (OSError, ValueError):
         return None
 
 
@@ -275,26 +291,29 @@ def window_rate(samples, start_t, warmup, seconds, done_t):
     if dt <= 0:
         return {"window_s": 0.0, "accepted_per_s": 0, "sent_per_s": 0,
                 "kernel_drops_per_s": None, "receiver_busy": None,
+                "receiver_waited": None,
                 "accepted_per_cpu_s": None, "flood_exhausted": True}
     drops = None
     if a[3] is not None and b[3] is not None:
         drops = (b[3] - a[3]) / dt
-    busy = per_cpu_s = None
-    if a[4] is not None and b[4] is not None and b[4] > a[4]:
-        cpu_s = (b[4] - a[4]) / 1e9
+    busy = per_cpu_s = waited = None
+    if a[4] is not None and b[4] is not None and b[4][0] > a[4][0]:
+        cpu_s = (b[4][0] - a[4][0]) / 1e9
         busy = cpu_s / dt
+        waited = (b[4][1] - a[4][1]) / 1e9 / dt
         per_cpu_s = (b[1] - a[1]) / cpu_s
     return {"window_s": dt, "accepted_per_s": (b[1] - a[1]) / dt,
             "sent_per_s": (b[2] - a[2]) / dt, "kernel_drops_per_s": drops,
-            "receiver_busy": busy, "accepted_per_cpu_s": per_cpu_s,
+            "receiver_busy": busy, "receiver_waited": waited,
+            "accepted_per_cpu_s": per_cpu_s,
             "flood_exhausted": done_t is not None and done_t < lo + seconds}
 
 
 def _flood_done_t(flood):
     """The flood's end on time.monotonic()'s clock, or None if running."""
-    if not flood.done_ns:
+    if not flood.done_ns.value:
         return None
-    return flood.done_ns / 1e9
+    return flood.done_ns.value / 1e9
 
 
 # ---------------------------------------------------------------- receivers
@@ -313,7 +332,7 @@ def run_c(packets, args, cpus):
         for node in SENDERS:
             eng.add_peer(node)  # no peer address: the engine sends nothing
         ctx = multiprocessing.get_context("fork")
-        flood, proc = start_flooder(ctx, packets, port, args.batch, cpus[1])
+        flood, proc = start_flooder(ctx, packets, port, args, cpus[1])
         eng.start()
         c0 = eng.counters()
         tid = None
@@ -330,9 +349,9 @@ def run_c(packets, args, cpus):
             now = time.monotonic()
             c = eng.counters()
             samples.append((now, c["accepted"], flood.sent.value,
-                            udp_rcvbuf_errors(), thread_cpu_ns(tid)))
+                            udp_rcvbuf_errors(), thread_sched(tid)))
             eng.drain(4096)  # keep the event queue short
-            if now >= end or flood.done_ns:
+            if now >= end or flood.done_ns.value:
                 break
             time.sleep(SAMPLE_S)
         done_t = _flood_done_t(flood)
@@ -371,7 +390,7 @@ def run_python(packets, args, cpus):
         transport, _ = loop.run_until_complete(
             loop.create_datagram_endpoint(lambda: proto, sock=sock))
         ctx = multiprocessing.get_context("fork")
-        flood, proc = start_flooder(ctx, packets, port, args.batch, cpus[1])
+        flood, proc = start_flooder(ctx, packets, port, args, cpus[1])
 
         samples = []
         tid = threading.get_native_id()
@@ -383,8 +402,8 @@ def run_python(packets, args, cpus):
             while True:
                 now = time.monotonic()
                 samples.append((now, rx.accepted, flood.sent.value,
-                                udp_rcvbuf_errors(), thread_cpu_ns(tid)))
-                if now >= end or flood.done_ns:
+                                udp_rcvbuf_errors(), thread_sched(tid)))
+                if now >= end or flood.done_ns.value:
                     return t_start
                 await asyncio.sleep(SAMPLE_S)
 
@@ -468,10 +487,14 @@ def row(name, r):
     if r["rejected"]:
         notes.append("rejected " + ", ".join(f"{k}={v}" for k, v in
                                              r["rejected"].items()))
-    busy = r["receiver_busy"]
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.0f}%"
+
+    if r["receiver_waited"] is not None and r["receiver_waited"] > 0.1:
+        notes.append("receiver shared its core with other work")
     return (f"| {name} | {fmt(r['accepted_per_s'])} | {fmt(r['sent_per_s'])} "
             f"| {fmt(r['kernel_drops_per_s'])} "
-            f"| {'-' if busy is None else f'{100 * busy:.0f}%'} "
+            f"| {pct(r['receiver_busy'])} | {pct(r['receiver_waited'])} "
             f"| {fmt(r['accepted_per_cpu_s'])} | {r['window_s']:.2f} "
             f"| {'; '.join(notes)} |")
 
@@ -489,10 +512,16 @@ def main(argv=None):
                     default="hmac-sha256")
     ap.add_argument("--packets", type=int, default=None,
                     help="unique packets to precompute (default: enough for "
-                         "1.4 M/s over warmup + seconds, at least 1 M); every "
+                         "1.7 M/s, 5.5 M/s with --gso, over warmup + seconds, at "
+                         "least 1 M); every "
                          "run replays the same packets to a fresh receiver")
     ap.add_argument("--batch", type=int, default=256,
                     help="packets per sendmmsg call (default 256)")
+    ap.add_argument("--gso", type=int, default=0, metavar="N",
+                    help="let each sendmmsg message carry N packets as one UDP "
+                         "GSO buffer (UDP_SEGMENT), cut into N datagrams by "
+                         "the kernel: a faster flood from the same core "
+                         "(0 = off, the default; 1..64)")
     ap.add_argument("--json", default=os.path.join(HERE, "results",
                                                     "throughput.json"),
                     help="where to write the results ('' for nowhere)")
@@ -501,6 +530,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if not 1 <= args.batch <= 1024:
         ap.error("--batch must be 1..1024")
+    if not 0 <= args.gso <= 64:
+        ap.error("--gso must be 0..64")
     if args.repeat < 1 or args.seconds <= 0:
         ap.error("--repeat and --seconds must be positive")
     if args.alg == "aes-256-gcm" and not gcm_available() and not args.skip_python:
@@ -508,8 +539,9 @@ def main(argv=None):
               "AES-256-GCM; measuring the C engine only", file=sys.stderr)
         args.skip_python = True
     if args.packets is None:
-        args.packets = max(1_000_000, int(1_400_000 * (args.seconds + args.warmup)))
-    args.packets -= args.packets % len(SENDERS)
+        rate = 5_500_000 if args.gso else 1_700_000  # floods seen here, and some
+        args.packets = max(1_000_000, int(rate * (args.seconds + args.warmup)))
+    args.packets -= args.packets % (len(SENDERS) * max(1, args.gso))
     if args.packets < 64 * len(SENDERS):
         ap.error("--packets is too small")
 
@@ -550,12 +582,14 @@ def main(argv=None):
     info = machine_info()
     pin = (f"receiver on cpu {cpus[0]}, flooder on cpu {cpus[1]}"
            if cpus[0] is not None else "not pinned")
+    pin += (f", flood: sendmmsg of {args.batch} packets" +
+            (f" as UDP GSO buffers of {args.gso}" if args.gso else ""))
     print(f"\nHeart receive throughput: {args.alg}, {PACKET_LEN}-byte heartbeats "
           f"from {len(SENDERS)} senders, {info['cpus']} cpus ({info['cpu_model']}),"
           f" {pin}, {info['date']}\n")
     print("| run | verified/s | flood sent/s | kernel drops/s | receiver cpu "
-          "| verified per cpu-s | window s | note |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+          "| receiver waited | verified per cpu-s | window s | note |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for i, r in enumerate(c_runs):
         print(row(f"C engine #{i + 1}", r))
     for i, r in enumerate(py_runs):
@@ -581,12 +615,14 @@ def main(argv=None):
               "bound set by the flooder, not the engine's limit.")
     print("verified/s: accepted packets per second of wall time. receiver cpu: "
           "share of one core the receiving thread got (the engine thread, or "
-          "the asyncio thread). verified per cpu-s: accepted per second of that "
+          "the asyncio thread); receiver waited: share of the window it was "
+          "runnable but another task had its core. verified per cpu-s: accepted per second of that "
           "thread's own CPU time, which other tenants of the core do not "
           "change. Target: C >= 500,000/s on one core and C / Python >= 7.\n")
 
     out = {"bench": "throughput", "alg": args.alg, "packet_bytes": PACKET_LEN,
            "senders": len(SENDERS), "packets": args.packets, "batch": args.batch,
+           "gso": args.gso,
            "seconds": args.seconds, "warmup": args.warmup, "repeat": args.repeat,
            "cpus_pinned": list(cpus) if cpus[0] is not None else None,
            "machine": info, "c_runs": c_runs, "python_runs": py_runs,
