@@ -407,15 +407,24 @@ cdef class Engine:
         """Statistics of every peer, a list of dicts."""
         cdef hb_peer_stats s
         cdef hb_engine *e = self._h()
+        cdef int i, n, rc
         out = []
-        for i in range(hb_engine_peer_count(e)):
-            if hb_engine_peer_stats(e, i, &s) == 0:
+        with nogil:
+            n = hb_engine_peer_count(e)
+        for i in range(n):
+            with nogil:
+                rc = hb_engine_peer_stats(e, i, &s)
+            if rc == 0:
                 out.append(self._peer_dict(&s))
         return out
 
     def counters(self):
         cdef hb_counters c
-        hb_engine_counters(self._h(), &c)
+        cdef hb_engine *e = self._h()
+        # The engine lock may be held for one batch of reads: wait without
+        # the GIL so other Python threads go on meanwhile.
+        with nogil:
+            hb_engine_counters(e, &c)
         rejected = {hb_reject_name(i).decode(): c.rejected[i]
                     for i in range(1, HB_REJ_COUNT)}
         return {"sent": c.sent, "send_errors": c.send_errors,
@@ -431,8 +440,12 @@ cdef class Engine:
         cdef uint32_t *buf = <uint32_t *>malloc(HB_LATENESS_RING * sizeof(uint32_t))
         if buf is NULL:
             raise MemoryError()
+        cdef hb_engine *e
+        cdef int n
         try:
-            n = hb_engine_send_lateness(self._h(), buf, HB_LATENESS_RING)
+            e = self._h()
+            with nogil:
+                n = hb_engine_send_lateness(e, buf, HB_LATENESS_RING)
             return [buf[i] for i in range(n)]
         finally:
             free(buf)

@@ -307,6 +307,10 @@ void *hb_engine_thread(void *arg)
 
     pthread_mutex_lock(&e->mu);
     setup_thread(e);
+    /* The schedule starts now, not at hb_engine_start: thread creation and
+     * mlockall of a large process can take tens of milliseconds, which
+     * must not count as send lateness, missed ticks or a stall. */
+    e->start_ns = e->next_send_ns = hb_now_ns();
     hb_events_flush(e);
     for (;;) {
         uint64_t deadline = min_u64(e->next_send_ns, e->next_check_ns);
