@@ -71,8 +71,8 @@ def run(interval_ms: float = 10.0, deadtime_ms: float = 50.0, seconds: float = 1
     key = os.urandom(32)
     print(f"heart demo: two engines on 127.0.0.1, interval {interval_ms:g} ms, "
           f"deadtime {deadtime_ms:g} ms, {alg}")
-    a = _engine(1, int(time.time()), key, alg, interval_us, deadtime_us)
-    b = _engine(2, int(time.time()), key, alg, interval_us, deadtime_us)
+    a = _engine(1, time.time_ns() // 1000, key, alg, interval_us, deadtime_us)
+    b = _engine(2, time.time_ns() // 1000, key, alg, interval_us, deadtime_us)
     try:
         for me, other, peer in ((a, b, 2), (b, a, 1)):
             me.add_peer(peer)

@@ -333,9 +333,10 @@ def _in_unprivileged_child(fn) -> dict:
     return json.loads(b"".join(chunks))
 
 
-def test_realtime_and_mlock_refused_give_a_clear_warning(netns_ok):
+def test_missing_capabilities_are_named(netns_ok):
     """Without CAP_SYS_NICE / CAP_IPC_LOCK the engine still runs, and says
-    which capability is missing."""
+    which capability is missing; a privileged port says it needs
+    CAP_NET_BIND_SERVICE."""
     import resource
 
     def child():
@@ -352,6 +353,12 @@ def test_realtime_and_mlock_refused_give_a_clear_warning(netns_ok):
         out = {"warnings": [(ev.reason_name, ev.message) for ev in c.named("warning")],
                "running": e.running, "sent": e.counters()["heartbeats_sent"]}
         e.close()
+        low = make_engine(1)
+        try:
+            low.add_link("unicast", bind="127.0.0.1", port=694)  # heartbeat's port
+        except PermissionError as exc:
+            out["low_port"] = str(exc)
+        low.close()
         return out
 
     got = _in_unprivileged_child(child)
@@ -359,6 +366,7 @@ def test_realtime_and_mlock_refused_give_a_clear_warning(netns_ok):
     assert "CAP_SYS_NICE" in reasons["realtime"]
     assert "CAP_IPC_LOCK" in reasons["mlock"]
     assert got["running"] and got["sent"] >= 1
+    assert "CAP_NET_BIND_SERVICE" in got["low_port"] and "bind" in got["low_port"]
 
 
 def test_peer_back_after_outage_phi_is_not_blunted():
