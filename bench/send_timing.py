@@ -24,10 +24,8 @@ memory locked (lock_memory=True).  The last line printed is
 See docs/benchmarks.md.
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -42,6 +40,8 @@ try:
 except ImportError:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, ROOT)
     import heart._core as core
+sys.path.insert(0, HERE)
+from _machine import machine_info
 
 LOOPBACK = "127.0.0.1"  # the only address this benchmark uses
 CLUSTER = 0x53454E44
@@ -96,22 +96,6 @@ def stop_stress(proc):
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
-
-
-def machine_info():
-    model = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpus": os.cpu_count(), "cpu_model": model,
-            "kernel": platform.release(), "python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.timezone.utc)
-                    .strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def steal_ms():

@@ -26,11 +26,9 @@ The last line printed is  c_per_s=<int> python_per_s=<int> ratio=<float>
 """
 import argparse
 import asyncio
-import datetime
 import json
 import multiprocessing
 import os
-import platform
 import socket
 import sys
 import threading
@@ -45,6 +43,7 @@ except ImportError:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, ROOT)
     import heart._core as core
 sys.path.insert(0, HERE)
+from _machine import machine_info
 from _pyreceiver import PyReceiver, ReceiverProtocol, gcm_available
 
 LOOPBACK = "127.0.0.1"  # the only address this benchmark ever uses
@@ -448,22 +447,6 @@ def self_check(packets, alg):
     bad[50] ^= 1
     assert core.verify(kr, CLUSTER, bytes(bad)) == -5
     assert rx.handle(bytes(bad)) == -5, "python receiver accepts a bad tag"
-
-
-def machine_info():
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpus": os.cpu_count(), "cpu_model": model,
-            "kernel": platform.release(), "python": platform.python_version(),
-            "date": datetime.datetime.now(datetime.timezone.utc)
-                    .strftime("%Y-%m-%d %H:%M UTC")}
 
 
 def fmt(x, digits=0):

@@ -72,6 +72,19 @@ static void peer_set_down(hb_engine *e, struct hb_peer *p, uint64_t now, int rea
     hb_event_emit(e, HB_EV_PEER_DOWN, p->node_id, -1, now, reason, silence);
 }
 
+/* An event carrying a message's payload (value = its sequence). */
+static void emit_data(hb_engine *e, int kind, const struct hb_peer *p, int li,
+                      const hb_header *h, const uint8_t *payload, uint64_t now)
+{
+    hb_event *ev = hb_event_begin(e, kind, p->node_id, li, now);
+    if (!ev)
+        return;
+    ev->value = h->seq;
+    ev->data_len = h->payload_len;
+    memcpy(ev->data, payload, h->payload_len);
+    hb_event_commit(e);
+}
+
 /* A message that passed parse, cluster, peer, replay and tag checks. */
 static void accept_msg(hb_engine *e, struct hb_peer *p, int li, const hb_header *h,
                        const uint8_t *payload, int dup, uint64_t now)
@@ -130,25 +143,12 @@ static void accept_msg(hb_engine *e, struct hb_peer *p, int li, const hb_header 
             p->have_payload = 1;
             p->payload_len = h->payload_len;
             memcpy(p->payload, payload, h->payload_len);
-            hb_event *ev = hb_event_begin(e, HB_EV_PAYLOAD, p->node_id, li, now);
-            if (ev) {
-                ev->value = h->seq;
-                ev->data_len = h->payload_len;
-                memcpy(ev->data, payload, h->payload_len);
-                hb_event_commit(e);
-            }
+            emit_data(e, HB_EV_PAYLOAD, p, li, h, payload, now);
         }
         break;
-    case HB_MSG_STATE: {
-        hb_event *ev = hb_event_begin(e, HB_EV_STATE, p->node_id, li, now);
-        if (ev) {
-            ev->value = h->seq;
-            ev->data_len = h->payload_len;
-            memcpy(ev->data, payload, h->payload_len);
-            hb_event_commit(e);
-        }
+    case HB_MSG_STATE:
+        emit_data(e, HB_EV_STATE, p, li, h, payload, now);
         break;
-    }
     case HB_MSG_LEAVE:
         p->left_generation = h->generation;
         p->det.last_ns = now;

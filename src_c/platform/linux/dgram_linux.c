@@ -11,21 +11,29 @@
 
 #define BATCH_MAX 64
 
-int hb_recv_batch(int fd, hb_dgram *d, int n)
+/* Point m[i] at d[i]: its buffer (len bytes of it) and its address. */
+static int prepare(struct mmsghdr *m, struct iovec *iov, hb_dgram *d, int n,
+                   int receiving)
 {
-    struct mmsghdr m[BATCH_MAX];
-    struct iovec iov[BATCH_MAX];
     if (n > BATCH_MAX)
         n = BATCH_MAX;
     memset(m, 0, sizeof(m[0]) * (size_t)n);
     for (int i = 0; i < n; i++) {
         iov[i].iov_base = d[i].buf;
-        iov[i].iov_len = d[i].cap;
+        iov[i].iov_len = receiving ? d[i].cap : d[i].len;
         m[i].msg_hdr.msg_iov = &iov[i];
         m[i].msg_hdr.msg_iovlen = 1;
         m[i].msg_hdr.msg_name = &d[i].addr;
-        m[i].msg_hdr.msg_namelen = sizeof d[i].addr;
+        m[i].msg_hdr.msg_namelen = receiving ? sizeof d[i].addr : d[i].addrlen;
     }
+    return n;
+}
+
+int hb_recv_batch(int fd, hb_dgram *d, int n)
+{
+    struct mmsghdr m[BATCH_MAX];
+    struct iovec iov[BATCH_MAX];
+    n = prepare(m, iov, d, n, 1);
     int r;
     do {
         r = recvmmsg(fd, m, (unsigned)n, MSG_DONTWAIT, NULL);
@@ -45,17 +53,7 @@ int hb_send_batch(int fd, hb_dgram *d, int n)
 {
     struct mmsghdr m[BATCH_MAX];
     struct iovec iov[BATCH_MAX];
-    if (n > BATCH_MAX)
-        n = BATCH_MAX;
-    memset(m, 0, sizeof(m[0]) * (size_t)n);
-    for (int i = 0; i < n; i++) {
-        iov[i].iov_base = d[i].buf;
-        iov[i].iov_len = d[i].len;
-        m[i].msg_hdr.msg_iov = &iov[i];
-        m[i].msg_hdr.msg_iovlen = 1;
-        m[i].msg_hdr.msg_name = &d[i].addr;
-        m[i].msg_hdr.msg_namelen = d[i].addrlen;
-    }
+    n = prepare(m, iov, d, n, 0);
     int r;
     do {
         r = sendmmsg(fd, m, (unsigned)n, MSG_DONTWAIT);
