@@ -33,6 +33,13 @@ def have_netns() -> str | None:
     return None
 
 
+def sysctl(ns: str, key: str, value: str) -> None:
+    """Set a net.* sysctl inside ns (/proc/sys/net follows the namespace
+    of the thread that opens it)."""
+    with inside(ns), open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+        f.write(value)
+
+
 def _setns(fd: int) -> None:
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
@@ -57,9 +64,12 @@ def inside(ns: str):
 
 
 def run(*args: str, ns: str | None = None, check: bool = True) -> str:
+    """Run an ip(8) command, in namespace ns with ``ip -n`` (which, unlike
+    ``ip netns exec``, needs no mount tricks and works in a chroot too)."""
     cmd = list(args)
     if ns:
-        cmd = ["ip", "netns", "exec", ns] + cmd
+        assert cmd[0] == "ip", "only ip commands run in a namespace"
+        cmd = ["ip", "-n", ns] + cmd[1:]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if check and r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
@@ -117,8 +127,8 @@ class Lab:
             run("ip", "link", "set", br, "up", ns=self.br_ns)
         for i, ns in enumerate(self.nodes, start=1):
             self._ns_add(ns)
-            run("sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", ns=ns)
-            run("sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", ns=ns)
+            sysctl(ns, "net.ipv6.conf.all.accept_dad", "0")
+            sysctl(ns, "net.ipv6.conf.default.accept_dad", "0")
             for link in range(self.n_links):
                 inner, outer = f"{self.prefix}{i}i{link}", f"{self.prefix}{i}o{link}"
                 run("ip", "link", "add", inner, "type", "veth", "peer", "name", outer)
