@@ -64,15 +64,20 @@ def inside(ns: str):
 
 
 def run(*args: str, ns: str | None = None, check: bool = True) -> str:
-    """Run an ip(8) command, in namespace ns with ``ip -n`` (which, unlike
-    ``ip netns exec``, needs no mount tricks and works in a chroot too)."""
+    """Run a command, in namespace ns when given: the child is forked by a
+    thread that setns'd into ns, so it starts there.  (``ip netns exec`` and
+    ``ip -n`` also remount /sys, which fails where / is not a mount point,
+    as in a chroot.)"""
     cmd = list(args)
     if ns:
-        assert cmd[0] == "ip", "only ip commands run in a namespace"
-        cmd = ["ip", "-n", ns] + cmd[1:]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+        with inside(ns):
+            r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    else:
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if check and r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
+        where = f" (in namespace {ns})" if ns else ""
+        raise RuntimeError(f"{' '.join(cmd)}{where} failed ({r.returncode}): "
+                           f"{r.stderr.strip()}")
     return r.stdout
 
 
