@@ -26,6 +26,7 @@ See docs/benchmarks.md.
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -156,6 +157,9 @@ def main(argv=None):
                          "lock_memory=True")
     ap.add_argument("--priority", type=int, default=50,
                     help="realtime priority with --realtime (default 50)")
+    ap.add_argument("--spin-us", type=int, default=0,
+                    help="engine spin_us: wake this early before each send "
+                         "and spin to the deadline (default 0: off)")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--interval-us", type=int, default=5000)
     ap.add_argument("--no-stress", action="store_true",
@@ -191,7 +195,7 @@ def main(argv=None):
     eng = core.Engine(cluster_id=CLUSTER, node_id=NODE, generation=1,
                       interval_us=args.interval_us,
                       realtime_priority=args.priority if args.realtime else 0,
-                      lock_memory=args.realtime)
+                      lock_memory=args.realtime, spin_us=args.spin_us)
     proc = None
     cmd = None
     events = []
@@ -217,6 +221,7 @@ def main(argv=None):
         reference = run_reference(args.interval_us, args.seconds,
                                   args.priority if args.realtime else 0)
         steal0 = steal_ms()
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
         eng.start()
         t0 = time.monotonic()
         end = t0 + args.seconds
@@ -229,6 +234,8 @@ def main(argv=None):
             arrived += drain_sink(sink)
         eng.stop(leave=False)
         elapsed = time.monotonic() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu_pct = 100.0 * ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / elapsed
         steal1 = steal_ms()
         events.extend(eng.drain())
         arrived += drain_sink(sink)
@@ -267,6 +274,8 @@ def main(argv=None):
         sched += ", memory locked" if not mlock_denied else ", mlock denied"
     else:
         sched = "SCHED_OTHER"
+    if args.spin_us:
+        sched += f", spin {args.spin_us} us before each send"
     load = (f"stress-ng --cpu {os.cpu_count()} --vm 1 --vm-bytes 256M"
             if stress else "none")
     info = machine_info()
@@ -288,7 +297,8 @@ def main(argv=None):
     print(f"\nfirst send {first} us late; stalls {stalls} (max "
           f"{counters['max_stall_us']} us); {counters['heartbeats_sent']} "
           f"heartbeats sent, {arrived} arrived at the peer socket, "
-          f"{counters['send_errors']} send errors; vm steal "
+          f"{counters['send_errors']} send errors; this process used "
+          f"{cpu_pct:.1f} % of one cpu; vm steal "
           f"{'-' if steal is None else steal} ms.")
     print(f"\nlateness: how long after its deadline each heartbeat went out. "
           f"missed ticks: deadlines skipped after a late wake-up (never sent "
@@ -306,7 +316,8 @@ def main(argv=None):
 
     out = {"bench": "send_timing", "interval_us": args.interval_us,
            "seconds": args.seconds, "elapsed_s": round(elapsed, 3),
-           "realtime": args.realtime,
+           "realtime": args.realtime, "spin_us": args.spin_us,
+           "process_cpu_pct": round(cpu_pct, 2),
            "realtime_priority": args.priority if args.realtime else 0,
            "realtime_denied": rt_denied, "mlock_denied": mlock_denied,
            "stress": cmd if stress else None, "machine": info,

@@ -47,6 +47,23 @@ def test_two_engines_find_each_other_then_down_within_deadtime_plus_interval():
         assert "down" in down.message
 
 
+def test_spin_before_send_keeps_the_schedule():
+    """With spin_us the engine wakes early and spins to each deadline: the
+    heartbeats still go out once per interval, none early, none missed."""
+    a, b = loopback_pair(interval_us=5_000, deadtime_us=40_000, spin_us=1_000)
+    with a, b:
+        cb = Collector(b)
+        a.start()
+        b.start()
+        assert cb.wait("peer_up", 1)
+        before = a.counters()["heartbeats_sent"]
+        time.sleep(0.5)
+        sent = a.counters()["heartbeats_sent"] - before
+        assert 90 <= sent <= 110
+        assert a.counters()["missed_ticks"] == 0
+        assert not cb.named("peer_late")
+
+
 def test_leave_message_is_immediate():
     a, b = loopback_pair(interval_us=20_000, deadtime_us=200_000)
     with a, b:
@@ -245,6 +262,8 @@ def test_errors_name_the_failing_call():
             e.add_peer(1)
         with pytest.raises(OSError, match="family"):
             e.set_peer_addr(5, 0, "::1")
+    with pytest.raises(ValueError, match="spin_us"):
+        Engine(cluster_id=1, node_id=1, generation=1, interval_us=10_000, spin_us=6_000)
     with pytest.raises(ValueError, match="timing"):
         Engine(cluster_id=1, node_id=1, generation=1, interval_us=10_000,
                warntime_us=90_000, deadtime_us=40_000)

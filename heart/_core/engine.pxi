@@ -136,7 +136,7 @@ cdef class Engine:
                  phi_min_std_us=None, uint32_t phi_acceptable_pause_us=0,
                  uint32_t phi_window=256, uint32_t phi_min_samples=16,
                  int realtime_priority=0, bint lock_memory=False,
-                 uint32_t event_capacity=4096):
+                 uint32_t event_capacity=4096, uint32_t spin_us=0):
         cdef hb_engine_config cfg
         if self.e is not NULL:
             raise RuntimeError("Engine.__init__ called twice")
@@ -184,6 +184,10 @@ cdef class Engine:
         cfg.realtime_priority = realtime_priority
         cfg.lock_memory = lock_memory
         cfg.event_capacity = event_capacity
+        if spin_us > interval_us // 2:
+            raise ValueError(f"spin_us {spin_us}: at most half the interval "
+                             f"({interval_us // 2})")
+        cfg.spin_us = spin_us
         if node_id == 0:
             raise ValueError("node_id 0 is reserved")
         _check(hb_engine_new(&cfg, &self.e), "hb_engine_new")

@@ -102,6 +102,7 @@ cdef extern from "heart/heart.h" nogil:
         int realtime_priority
         int lock_memory
         uint32_t event_capacity
+        uint32_t spin_us
 
     void hb_engine_config_defaults(hb_engine_config *c)
 

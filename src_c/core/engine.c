@@ -59,6 +59,8 @@ int hb_engine_new(const hb_engine_config *cfg, hb_engine **out)
         return -EINVAL;
     if (cfg->realtime_priority < 0 || cfg->realtime_priority > 99)
         return -EINVAL;
+    if (cfg->spin_us > cfg->timing.interval_us / 2)
+        return -EINVAL;
     hb_engine *e = calloc(1, sizeof *e);
     if (!e)
         return -ENOMEM;

@@ -312,12 +312,23 @@ void *hb_engine_thread(void *arg)
      * must not count as send lateness, missed ticks or a stall. */
     e->start_ns = e->next_send_ns = hb_now_ns();
     hb_events_flush(e);
+    uint64_t spin = (uint64_t)e->cfg.spin_us * HB_NS_PER_US;
     for (;;) {
-        uint64_t deadline = min_u64(e->next_send_ns, e->next_check_ns);
+        uint64_t deadline = min_u64(e->next_send_ns - spin, e->next_check_ns);
+        uint64_t send_at = e->next_send_ns; /* only this thread changes it */
         pthread_mutex_unlock(&e->mu);
 
         int n = hb_loop_wait(e->loop, deadline, ready, HB_LOOP_MAX_FDS);
         debug_stall(e);
+        if (spin) {
+            /* Woken inside the spin window: burn the rest of it, without
+             * the lock, so the heartbeat goes out on its deadline even when
+             * timer wake-ups come late. */
+            uint64_t t = hb_now_ns();
+            if (t < send_at && send_at - t <= spin)
+                while (hb_now_ns() < send_at)
+                    ;
+        }
 
         pthread_mutex_lock(&e->mu);
         uint64_t now = hb_now_ns();

@@ -245,6 +245,10 @@ typedef struct hb_engine_config {
     int realtime_priority; /* 0: normal scheduling; 1..99: SCHED_FIFO */
     int lock_memory;       /* nonzero: mlockall(MCL_CURRENT|MCL_FUTURE) */
     uint32_t event_capacity; /* events queued for Python; 0: 4096 */
+    uint32_t spin_us;      /* wake this early before a send tick and spin to
+                              it: trades CPU for on-time sends when the
+                              platform's timer wake-ups are late; 0: off;
+                              at most interval / 2 */
 } hb_engine_config;
 
 HB_API void hb_engine_config_defaults(hb_engine_config *c);
