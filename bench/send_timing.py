@@ -42,7 +42,7 @@ except ImportError:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, ROOT)
     import heart._core as core
 sys.path.insert(0, HERE)
-from _machine import machine_info
+from _common import machine_info, write_json
 
 LOOPBACK = "127.0.0.1"  # the only address this benchmark uses
 CLUSTER = 0x53454E44
@@ -331,11 +331,7 @@ def main(argv=None):
            "warnings": [e.message for e in warnings],
            "reference": reference,
            "lateness_us": lateness}
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
-            f.write("\n")
+    write_json(args.json, out)
     print(f"p50_us={p50:.1f} p99_us={p99:.1f} p999_us={p999:.1f} missed={missed}")
     return 0
 

@@ -26,7 +26,6 @@ The last line printed is  c_per_s=<int> python_per_s=<int> ratio=<float>
 """
 import argparse
 import asyncio
-import json
 import multiprocessing
 import os
 import socket
@@ -43,7 +42,7 @@ except ImportError:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, ROOT)
     import heart._core as core
 sys.path.insert(0, HERE)
-from _machine import machine_info
+from _common import machine_info, write_json
 from _pyreceiver import PyReceiver, ReceiverProtocol, gcm_available
 
 LOOPBACK = "127.0.0.1"  # the only address this benchmark ever uses
@@ -613,11 +612,7 @@ def main(argv=None):
            "c_median_per_s": int(c_med), "python_median_per_s": int(py_med),
            "c_best_per_cpu_s": c_cpu, "python_best_per_cpu_s": py_cpu,
            "summary": "best run of each receiver"}
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
-            f.write("\n")
+    write_json(args.json, out)
     print(f"c_per_s={c_rate} python_per_s={py_rate} ratio={ratio:.2f}")
     return 0
 

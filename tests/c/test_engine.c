@@ -85,6 +85,14 @@ static uint64_t wait_event(hb_engine *e, int kind, uint32_t node, int ms, hb_eve
     return 0;
 }
 
+/* Start a (node 1) and b (node 2); b must hear a within a second. */
+static void start_both(hb_engine *a, hb_engine *b)
+{
+    CHECK_EQ(hb_engine_start(a), 0);
+    CHECK_EQ(hb_engine_start(b), 0);
+    CHECK(wait_event(b, HB_EV_PEER_UP, 1, 1000, NULL) != 0);
+}
+
 static void test_find_each_other_and_down(void)
 {
     hb_engine *a = make(1, 1, HB_AUTH_HMAC_SHA256);
@@ -125,9 +133,7 @@ static void test_leave_and_restart(void)
     hb_engine *a = make(1, 5, HB_AUTH_AES256_GCM);
     hb_engine *b = make(2, 1, HB_AUTH_AES256_GCM);
     pair(a, 1, b, 2);
-    CHECK_EQ(hb_engine_start(a), 0);
-    CHECK_EQ(hb_engine_start(b), 0);
-    CHECK(wait_event(b, HB_EV_PEER_UP, 1, 1000, NULL) != 0);
+    start_both(a, b);
     uint64_t t0 = hb_now_ns();
     CHECK_EQ(hb_engine_stop(a, 1), 0);
     hb_event ev;
@@ -243,9 +249,7 @@ static void test_key_rotation_without_downtime(void)
     hb_engine *a = make(1, 1, HB_AUTH_HMAC_SHA256);
     hb_engine *b = make(2, 1, HB_AUTH_HMAC_SHA256);
     pair(a, 1, b, 2);
-    CHECK_EQ(hb_engine_start(a), 0);
-    CHECK_EQ(hb_engine_start(b), 0);
-    CHECK(wait_event(b, HB_EV_PEER_UP, 1, 1000, NULL) != 0);
+    start_both(a, b);
     /* Step 1: install key 2 (GCM) everywhere.  Step 2: send with it.
      * Step 3: remove key 1.  Nobody goes down at any step. */
     CHECK_EQ(hb_engine_add_key(a, 2, HB_AUTH_AES256_GCM, KEY2, 32), 0);
@@ -287,9 +291,7 @@ static void test_state_message(void)
     hb_engine *a = make(1, 1, HB_AUTH_AES256_GCM);
     hb_engine *b = make(2, 1, HB_AUTH_AES256_GCM);
     pair(a, 1, b, 2);
-    CHECK_EQ(hb_engine_start(a), 0);
-    CHECK_EQ(hb_engine_start(b), 0);
-    CHECK(wait_event(b, HB_EV_PEER_UP, 1, 1000, NULL) != 0);
+    start_both(a, b);
     uint8_t rec[1000];
     for (size_t i = 0; i < sizeof rec; i++)
         rec[i] = (uint8_t)(i * 7);
@@ -370,9 +372,7 @@ static void test_ipv6_unicast(void)
     CHECK_EQ(hb_engine_add_peer(b, 1), 0);
     CHECK_EQ(hb_engine_set_peer_addr(a, 2, 0, "::1", (uint16_t)hb_engine_link_port(b, 0)), 0);
     CHECK_EQ(hb_engine_set_peer_addr(b, 1, 0, "::1", (uint16_t)hb_engine_link_port(a, 0)), 0);
-    CHECK_EQ(hb_engine_start(a), 0);
-    CHECK_EQ(hb_engine_start(b), 0);
-    CHECK(wait_event(b, HB_EV_PEER_UP, 1, 1000, NULL) != 0);
+    start_both(a, b);
     CHECK(wait_event(a, HB_EV_PEER_UP, 2, 1000, NULL) != 0);
     hb_engine_free(a);
     hb_engine_free(b);

@@ -1,7 +1,8 @@
-"""What machine a benchmark ran on, for its table and JSON."""
+"""Shared by the benchmark scripts: what machine they ran on, and their JSON."""
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 
@@ -20,3 +21,13 @@ def machine_info() -> dict:
             "kernel": platform.release(), "python": platform.python_version(),
             "date": datetime.datetime.now(datetime.timezone.utc)
                     .strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def write_json(path: str, out: dict) -> None:
+    """Write a benchmark's results (no-op for an empty path)."""
+    if not path:
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+        f.write("\n")
