@@ -64,6 +64,28 @@ def test_spin_before_send_keeps_the_schedule():
         assert not cb.named("peer_late")
 
 
+def test_restart_after_stop_without_leave_but_not_after_leave():
+    a, b = loopback_pair(interval_us=10_000, deadtime_us=60_000)
+    with a, b:
+        cb = Collector(b)
+        a.start()
+        b.start()
+        assert cb.wait("peer_up", 1)
+        a.stop(leave=False)
+        assert cb.wait("peer_down", 1)
+        seen = len(cb.events)
+        a.start()  # same generation, the sequence goes on: not a replay
+        end = time.monotonic() + 2
+        while time.monotonic() < end and not any(
+                e.name == "peer_up" for e in cb.events[seen:]):
+            cb.pump(0.02)
+        assert b.peer(1)["state"] == "up"
+        assert b.counters()["rejected"]["replay"] == 0
+        a.stop(leave=True)
+        with pytest.raises(OSError, match="new generation"):
+            a.start()
+
+
 def test_leave_message_is_immediate():
     a, b = loopback_pair(interval_us=20_000, deadtime_us=200_000)
     with a, b:

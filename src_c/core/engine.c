@@ -319,6 +319,11 @@ int hb_engine_start(hb_engine *e)
     int rc = 0;
     if (e->running) {
         rc = hb_engine_fail(e, -EBUSY, "start: already running");
+    } else if (e->left) {
+        rc = hb_engine_fail(e, -EINVAL, "start: this engine sent a leave message"
+                            " for generation %llu, which peers now ignore; start"
+                            " a new engine with a new generation",
+                            (unsigned long long)e->cfg.generation);
     } else if (e->n_links == 0) {
         rc = hb_engine_fail(e, -EINVAL, "start: no links configured");
     } else if (hb_keyring_send_id(e->kr) < 0) {

@@ -83,6 +83,7 @@ struct hb_engine {
     /* thread */
     pthread_t thread;
     int running;
+    int left; /* a leave message went out: this generation is over */
     atomic_int stop_req; /* 0 run, 1 stop + leave, 2 stop quietly */
     atomic_uint debug_stall_us;
     hb_notify wake;

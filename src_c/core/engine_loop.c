@@ -369,8 +369,10 @@ void *hb_engine_thread(void *arg)
             e->next_check_ns = check_peers(e, now);
         hb_events_flush(e);
     }
-    if (atomic_load(&e->stop_req) == 1)
+    if (atomic_load(&e->stop_req) == 1) {
         (void)hb_link_send_all(e, HB_MSG_LEAVE, 0, NULL, 0, hb_now_ns());
+        e->left = 1;
+    }
     hb_notify_clear(&e->wake);
     hb_events_flush(e);
     pthread_mutex_unlock(&e->mu);

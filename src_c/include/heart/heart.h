@@ -302,8 +302,11 @@ HB_API int hb_engine_set_payload(hb_engine *e, const uint8_t *p, size_t len);
 HB_API int hb_engine_send_state(hb_engine *e, uint32_t to_node,
                                 const uint8_t *p, size_t len);
 
+/* -EINVAL after a stop with leave: peers ignore that generation from then
+ * on, so a new start needs a new engine with a new generation. */
 HB_API int hb_engine_start(hb_engine *e);
-/* Sends a leave message on every link (if leave != 0), joins the thread. */
+/* Sends a leave message on every link (if leave != 0), joins the thread;
+ * without leave, the engine may be started again. */
 HB_API int hb_engine_stop(hb_engine *e, int leave);
 HB_API int hb_engine_running(const hb_engine *e);
 
