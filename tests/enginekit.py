@@ -1,6 +1,7 @@
 """Helpers to build engines for tests."""
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import time
@@ -56,17 +57,42 @@ class Collector:
         self.events.extend(new)
         return new
 
-    def wait(self, name: str, node: int | None = None, timeout: float = 2.0):
+    def mark(self) -> int:
+        """A position: wait(..., since=mark) looks only at later events."""
+        self.pump()
+        return len(self.events)
+
+    def wait(self, name: str, node: int | None = None, timeout: float = 2.0,
+             since: int = 0, link: int | None = None):
+        """The first event called name (for node, on link) at or after
+        position since, waiting up to timeout seconds; None if none came."""
+        def match(ev):
+            return (ev.name == name and (node is None or ev.node == node)
+                    and (link is None or ev.link == link))
+
         end = time.monotonic() + timeout
-        for ev in self.events:
-            if ev.name == name and (node is None or ev.node == node):
+        for ev in self.events[since:]:
+            if match(ev):
                 return ev
         while time.monotonic() < end:
             for ev in self.pump(0.01):
-                if ev.name == name and (node is None or ev.node == node):
+                if match(ev):
                     return ev
         return None
 
     def named(self, name: str) -> list:
         self.pump()
         return [e for e in self.events if e.name == name]
+
+
+@contextlib.contextmanager
+def running_pair(**kw):
+    """A loopback pair, started, that has heard each other: (a, b, ca, cb)."""
+    a, b = loopback_pair(**kw)
+    with a, b:
+        ca, cb = Collector(a), Collector(b)
+        a.start()
+        b.start()
+        assert cb.wait("peer_up", 1), "node 2 never heard node 1"
+        assert ca.wait("peer_up", 2), "node 1 never heard node 2"
+        yield a, b, ca, cb

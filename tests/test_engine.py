@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from enginekit import CLUSTER, KEY1, KEY2, Collector, loopback_pair, make_engine
+from enginekit import CLUSTER, KEY1, KEY2, Collector, loopback_pair, make_engine, running_pair
 
 from heart._core import Engine, Keyring, now_ns, seal
 
@@ -50,12 +50,7 @@ def test_two_engines_find_each_other_then_down_within_deadtime_plus_interval():
 def test_spin_before_send_keeps_the_schedule():
     """With spin_us the engine wakes early and spins to each deadline: the
     heartbeats still go out once per interval, none early, none missed."""
-    a, b = loopback_pair(interval_us=5_000, deadtime_us=40_000, spin_us=1_000)
-    with a, b:
-        cb = Collector(b)
-        a.start()
-        b.start()
-        assert cb.wait("peer_up", 1)
+    with running_pair(interval_us=5_000, deadtime_us=40_000, spin_us=1_000) as (a, _, _, cb):
         before = a.counters()["heartbeats_sent"]
         time.sleep(0.5)
         sent = a.counters()["heartbeats_sent"] - before
@@ -65,20 +60,12 @@ def test_spin_before_send_keeps_the_schedule():
 
 
 def test_restart_after_stop_without_leave_but_not_after_leave():
-    a, b = loopback_pair(interval_us=10_000, deadtime_us=60_000)
-    with a, b:
-        cb = Collector(b)
-        a.start()
-        b.start()
-        assert cb.wait("peer_up", 1)
+    with running_pair(interval_us=10_000, deadtime_us=60_000) as (a, b, _, cb):
         a.stop(leave=False)
         assert cb.wait("peer_down", 1)
-        seen = len(cb.events)
+        seen = cb.mark()
         a.start()  # same generation, the sequence goes on: not a replay
-        end = time.monotonic() + 2
-        while time.monotonic() < end and not any(
-                e.name == "peer_up" for e in cb.events[seen:]):
-            cb.pump(0.02)
+        assert cb.wait("peer_up", 1, since=seen)
         assert b.peer(1)["state"] == "up"
         assert b.counters()["rejected"]["replay"] == 0
         a.stop(leave=True)
@@ -87,12 +74,7 @@ def test_restart_after_stop_without_leave_but_not_after_leave():
 
 
 def test_leave_message_is_immediate():
-    a, b = loopback_pair(interval_us=20_000, deadtime_us=200_000)
-    with a, b:
-        cb = Collector(b)
-        a.start()
-        b.start()
-        assert cb.wait("peer_up", 1)
+    with running_pair(interval_us=20_000, deadtime_us=200_000) as (a, _, _, cb):
         t0 = now_ns()
         a.stop(leave=True)
         down = cb.wait("peer_down", 1, timeout=1)
@@ -117,12 +99,8 @@ def test_engine_keeps_time_while_python_holds_the_gil():
     as in CI; see enginekit.TEST_RT), as a production node would: then the
     only thing competing with them is what the test is about, not whatever
     else loads the machine's two cores (this test itself keeps one busy)."""
-    a, b = loopback_pair(interval_us=10_000, deadtime_us=60_000, warntime_us=30_000)
-    with a, b:
-        ca, cb = Collector(a), Collector(b)
-        a.start()
-        b.start()
-        assert cb.wait("peer_up", 1) and ca.wait("peer_up", 2)
+    with running_pair(interval_us=10_000, deadtime_us=60_000,
+                      warntime_us=30_000) as (a, b, ca, cb):
         time.sleep(0.1)
         ca.pump()
         cb.pump()
@@ -226,12 +204,7 @@ def test_events_through_asyncio_add_reader():
 
 
 def test_state_message_round_trip_gcm():
-    a, b = loopback_pair(alg="aes-256-gcm")
-    with a, b:
-        cb = Collector(b)
-        a.start()
-        b.start()
-        assert cb.wait("peer_up", 1)
+    with running_pair(alg="aes-256-gcm") as (a, _, _, cb):
         record = bytes(range(256)) * 4
         a.send_state(record, to_node=2)
         ev = cb.wait("state", 1)
@@ -321,13 +294,9 @@ def test_restart_with_higher_generation_is_not_a_replay():
 
 
 def test_phi_accrual_detector_declares_down_and_not_before():
-    a, b = loopback_pair(interval_us=10_000, deadtime_us=200_000, detector="phi",
-                         phi_threshold=8.0, phi_min_std_us=2_000, phi_min_samples=16)
-    with a, b:
-        cb = Collector(b)
-        a.start()
-        b.start()
-        assert cb.wait("peer_up", 1)
+    with running_pair(interval_us=10_000, deadtime_us=200_000, detector="phi",
+                      phi_threshold=8.0, phi_min_std_us=2_000,
+                      phi_min_samples=16) as (a, b, _, cb):
         time.sleep(0.5)  # ~50 samples: phi is in charge now
         st = b.peer(1)
         assert st["state"] == "up" and 9_000 < st["mean_us"] < 11_000
@@ -413,15 +382,10 @@ def test_missing_capabilities_are_named(netns_ok):
 def test_peer_back_after_outage_phi_is_not_blunted():
     """After a peer was down, its outage must not count as an inter-arrival
     sample: the phi detector is as quick the second time as the first."""
-    a, b = loopback_pair(interval_us=10_000, deadtime_us=100_000, detector="phi",
-                         phi_min_std_us=2_000, phi_min_samples=8)
-    with a, b:
-        cb = Collector(b)
-        a.start()
-        b.start()
-        assert cb.wait("peer_up", 1)
+    with running_pair(interval_us=10_000, deadtime_us=100_000, detector="phi",
+                      phi_min_std_us=2_000, phi_min_samples=8) as (a, b, _, cb):
         time.sleep(0.3)
-        seen = len(cb.events)
+        seen = cb.mark()
         a.debug_stall(600_000)  # node 1 falls silent for 0.6 s, same generation
         end = time.monotonic() + 3
         names = []
