@@ -244,6 +244,64 @@ static void test_rejections_counted(void)
     hb_engine_free(b);
 }
 
+static void test_event_overflow_is_counted_and_reported(void)
+{
+    /* A Python side that does not drain: 64 payload changes into a queue of
+     * 16 events.  The engine drops what does not fit, counts it, and says so
+     * with an overflow event as soon as there is room again. */
+    hb_engine_config c;
+    hb_engine *b = NULL;
+    hb_engine_config_defaults(&c);
+    c.cluster_id = CLUSTER;
+    c.node_id = 2;
+    c.event_capacity = 16;
+    hb_timing_defaults(&c.timing, 100000);
+    CHECK_EQ(hb_engine_new(&c, &b), 0);
+    CHECK_EQ(hb_engine_add_key(b, 1, HB_AUTH_HMAC_SHA256, KEY1, 32), 0);
+    CHECK_EQ(hb_engine_set_send_key(b, 1), 0);
+    hb_link_config lc = {HB_LINK_UNICAST, "127.0.0.1", 0, NULL, NULL, 0, 0};
+    CHECK_EQ(hb_engine_add_link(b, &lc, NULL), 0);
+    CHECK_EQ(hb_engine_add_peer(b, 1), 0);
+    CHECK_EQ(hb_engine_set_peer_addr(b, 1, 0, "127.0.0.1", 9), 0);
+    CHECK_EQ(hb_engine_start(b), 0);
+    int fd = udp_to((uint16_t)hb_engine_link_port(b, 0));
+    hb_keyring *kr;
+    CHECK_EQ(hb_keyring_new(&kr), 0);
+    CHECK_EQ(hb_keyring_add(kr, 1, HB_AUTH_HMAC_SHA256, KEY1, 32), 0);
+    CHECK_EQ(hb_keyring_set_send(kr, 1), 0);
+    uint8_t pkt[HB_PACKET_MAX];
+    for (int i = 1; i <= 64; i++) {
+        hb_header h = {HB_WIRE_VERSION, HB_MSG_HEARTBEAT, 0, 0, CLUSTER, 1, 1,
+                       (uint64_t)i, 100000, 0};
+        uint8_t digest = (uint8_t)i;
+        int n = hb_wire_seal(kr, &h, &digest, 1, pkt, sizeof pkt);
+        CHECK_EQ(send(fd, pkt, (size_t)n, 0), n);
+    }
+    hb_counters cn;
+    uint64_t end = hb_now_ns() + 1000000000ull;
+    do {
+        sleep_ms(10);
+        hb_engine_counters(b, &cn);
+    } while (cn.accepted < 64 && hb_now_ns() < end);
+    CHECK_EQ(cn.accepted, 64);
+    CHECK(cn.events_dropped > 0);
+    int n = hb_engine_drain(b, evs, 512);
+    CHECK_EQ(n, 16);
+    /* Room again: the next event is preceded by the overflow notice. */
+    hb_header h = {HB_WIRE_VERSION, HB_MSG_HEARTBEAT, 0, 0, CLUSTER, 1, 1, 65,
+                   100000, 0};
+    uint8_t digest = 0xee;
+    int len = hb_wire_seal(kr, &h, &digest, 1, pkt, sizeof pkt);
+    CHECK_EQ(send(fd, pkt, (size_t)len, 0), len);
+    hb_event ev;
+    CHECK(wait_event(b, HB_EV_OVERFLOW, 0, 1000, &ev) != 0);
+    hb_engine_counters(b, &cn);
+    CHECK_EQ(ev.value, cn.events_dropped);
+    close(fd);
+    hb_keyring_free(kr);
+    hb_engine_free(b);
+}
+
 static void test_key_rotation_without_downtime(void)
 {
     hb_engine *a = make(1, 1, HB_AUTH_HMAC_SHA256);
@@ -379,6 +437,7 @@ static void test_ipv6_unicast(void)
 }
 
 HB_TEST_MAIN(test_find_each_other_and_down, test_leave_and_restart,
-             test_rejections_counted, test_key_rotation_without_downtime,
+             test_rejections_counted, test_event_overflow_is_counted_and_reported,
+             test_key_rotation_without_downtime,
              test_stall_reported, test_state_message, test_api_errors,
              test_ipv6_unicast)
