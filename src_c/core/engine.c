@@ -400,7 +400,7 @@ static void fill_stats(hb_engine *e, const struct hb_peer *p, hb_peer_stats *o)
     memset(o, 0, sizeof *o);
     o->node_id = p->node_id;
     o->state = p->state;
-    o->generation = p->generation;
+    o->generation = p->replay.valid ? p->replay.generation : 0;
     o->last_seq = p->replay.valid ? p->replay.max_seq : 0;
     o->last_arrival_ns = p->det.last_ns;
     o->received = p->received;

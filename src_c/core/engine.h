@@ -52,7 +52,6 @@ struct hb_peer {
     uint32_t node_id;
     int state;
     uint64_t added_ns;
-    uint64_t generation;      /* current, 0: never heard */
     uint64_t left_generation; /* a leave was accepted for this generation */
     uint64_t received;
     uint32_t interval_us;

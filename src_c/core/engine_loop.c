@@ -62,7 +62,7 @@ static void peer_set_up(hb_engine *e, struct hb_peer *p, uint64_t now)
         return;
     int prev = p->state;
     p->state = HB_PEER_UP;
-    hb_event_emit(e, HB_EV_PEER_UP, p->node_id, -1, now, prev, p->generation);
+    hb_event_emit(e, HB_EV_PEER_UP, p->node_id, -1, now, prev, p->replay.generation);
 }
 
 static void peer_set_down(hb_engine *e, struct hb_peer *p, uint64_t now, int reason)
@@ -93,15 +93,13 @@ static void accept_msg(hb_engine *e, struct hb_peer *p, int li, const hb_header 
     e->c.accepted++;
 
     if (!dup) {
-        if (hb_replay_update(&p->replay, h->generation, h->seq) &&
-            p->generation && p->generation != h->generation) {
+        if (hb_replay_update(&p->replay, h->generation, h->seq)) {
             /* A new incarnation: its history says nothing about this one. */
             hb_detector_init(&p->det, &e->cfg.timing);
             hb_event_emit(e, HB_EV_PEER_RESTART, p->node_id, li, now, 0,
                           h->generation);
             p->have_payload = 0;
         }
-        p->generation = h->generation;
         p->received++;
         p->interval_us = h->interval_us;
     }
@@ -151,7 +149,6 @@ static void accept_msg(hb_engine *e, struct hb_peer *p, int li, const hb_header 
         break;
     case HB_MSG_LEAVE:
         p->left_generation = h->generation;
-        p->det.last_ns = now;
         peer_set_down(e, p, now, HB_DOWN_LEAVE);
         break;
     }
@@ -355,6 +352,7 @@ void *hb_engine_thread(void *arg)
         if (stalled) {
             for (int li = 0; li < e->n_links; li++)
                 read_link(e, li, now);
+            hb_notify_clear(&e->wake);
         } else {
             for (int i = 0; i < n; i++) {
                 if (ready[i] == HB_MAX_LINKS)
@@ -363,8 +361,6 @@ void *hb_engine_thread(void *arg)
                     read_link(e, ready[i], now);
             }
         }
-        if (stalled)
-            hb_notify_clear(&e->wake);
         if (now >= e->next_check_ns)
             e->next_check_ns = check_peers(e, now);
         hb_events_flush(e);
