@@ -44,7 +44,7 @@ void hb_timing_defaults(hb_timing *t, uint32_t interval_us)
     memset(t, 0, sizeof *t);
     uint64_t i = interval_us;
     t->interval_us = interval_us;
-    /* 4 intervals is always at least the 3 the header promises. */
+    /* Four missed heartbeats before a peer is declared down. */
     t->deadtime_us = sat_u32(4 * i);
     t->warntime_us = sat_u32(2 * i);
     /* Only for absurd intervals (> ~35 min) does saturation make warntime

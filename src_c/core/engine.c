@@ -65,7 +65,9 @@ int hb_engine_new(const hb_engine_config *cfg, hb_engine **out)
     if (!e)
         return -ENOMEM;
     e->cfg = *cfg;
+    /* Every fd starts closed, so a failure half-way frees cleanly. */
     e->wake.rfd = e->wake.wfd = -1;
+    e->evfd.rfd = e->evfd.wfd = -1;
     for (int i = 0; i < HB_RX_BATCH; i++) {
         e->rxd[i].buf = e->rxbuf[i];
         e->rxd[i].cap = sizeof e->rxbuf[i];
@@ -107,11 +109,6 @@ void hb_engine_free(hb_engine *e)
     pthread_mutex_destroy(&e->drain_mu);
     pthread_mutex_destroy(&e->mu);
     free(e);
-}
-
-hb_keyring *hb_engine_keyring(hb_engine *e)
-{
-    return e->kr;
 }
 
 int hb_engine_add_key(hb_engine *e, uint8_t key_id, int alg, const uint8_t *key,

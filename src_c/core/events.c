@@ -26,7 +26,6 @@ int hb_events_init(hb_engine *e)
     e->ring_cap = cap;
     atomic_init(&e->ev_head, 0);
     atomic_init(&e->ev_tail, 0);
-    e->evfd.rfd = e->evfd.wfd = -1;
     int rc = hb_notify_open(&e->evfd);
     if (rc < 0) {
         free(e->ring);

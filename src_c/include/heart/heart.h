@@ -201,8 +201,9 @@ typedef struct hb_timing {
     uint32_t phi_min_samples; /* phi: fixed deadtime rules until this many */
 } hb_timing;
 
-/* Fill t with defaults for a given interval: warntime 2x, deadtime 4x (at
- * least 3 intervals), initdead 2x deadtime, phi threshold 8. */
+/* Fill t with defaults for a given interval: warntime 2x, deadtime 4x,
+ * initdead 2x deadtime, fixed detector; for phi: threshold 8, min std
+ * interval/4 (at least 100 us), window 256, min samples 16. */
 HB_API void hb_timing_defaults(hb_timing *t, uint32_t interval_us);
 /* 0 or -EINVAL (interval 0, warntime >= deadtime, deadtime < interval, ...). */
 HB_API int hb_timing_validate(const hb_timing *t);
@@ -222,7 +223,9 @@ typedef struct hb_detector {
 HB_API int hb_detector_init(hb_detector *d, const hb_timing *t);
 /* A heartbeat arrived at now_ns (first copy of a sequence only). */
 HB_API void hb_detector_heartbeat(hb_detector *d, uint64_t now_ns);
-/* Current suspicion: phi (0 when no history; +inf allowed). */
+/* Current suspicion: phi (0 when no history; +inf allowed).  For
+ * information: decisions use hb_detector_down_at, which follows deadtime
+ * until phi_min_samples samples exist. */
 HB_API double hb_detector_phi(const hb_detector *d, uint64_t now_ns);
 /* Monotonic time at which the peer becomes late / down if nothing more
  * arrives (never heard: 0). */
@@ -272,11 +275,10 @@ typedef struct hb_link_config {
 HB_API int hb_engine_new(const hb_engine_config *cfg, hb_engine **out);
 /* Stops the thread if running (sending a leave message), frees everything. */
 HB_API void hb_engine_free(hb_engine *e);
-/* Text naming the last failing call, e.g. "bind(192.0.2.1:694): Address
- * already in use".  Valid until the next call on e. */
+/* Text naming the last failing call, e.g. "link 0 (unicast 192.0.2.1 port
+ * 694): bind(): Address already in use".  Valid until the next call on e. */
 HB_API const char *hb_engine_last_error(const hb_engine *e);
 
-HB_API hb_keyring *hb_engine_keyring(hb_engine *e);
 /* Key management while running (serialised with the engine thread). */
 HB_API int hb_engine_add_key(hb_engine *e, uint8_t key_id, int alg,
                              const uint8_t *key, size_t key_len);
