@@ -23,7 +23,8 @@ CMAKE := $(VENV)/bin/cmake
 CTEST := $(VENV)/bin/ctest
 JOBS ?= 2
 
-APT_PACKAGES := build-essential pkg-config libssl-dev python3-dev python3-venv iproute2
+APT_PACKAGES := build-essential pkg-config libssl-dev python3-dev python3-venv iproute2 \
+	resource-agents
 PY_PACKAGES := "setuptools>=64" wheel "Cython>=3.0" cffi hypothesis pytest \
 	pytest-benchmark psutil cryptography cmake
 

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
 
 from heart import __version__
 
@@ -19,6 +22,174 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     return demo.run(interval_ms=args.interval_ms, deadtime_ms=args.deadtime_ms,
                     seconds=args.seconds, alg=args.alg)
+
+
+DEFAULT_CONFIG = "/etc/heart/heart.toml"
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    return args.config or os.environ.get("HEART_CONFIG") or DEFAULT_CONFIG
+
+
+def _load(args: argparse.Namespace, path: str | None = None, read_keys: bool = False):
+    """The configuration; the key file is read only by the commands that
+    need keys (run, check-config), so `heart status` works without it."""
+    from heart import config
+
+    return config.load(path or _config_path(args), node_name=getattr(args, "node", None),
+                       read_keys=read_keys)
+
+
+def _socket(args: argparse.Namespace) -> str:
+    if getattr(args, "socket", None):
+        return args.socket
+    return _load(args).socket
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from heart import config
+
+    path = args.file or _config_path(args)
+    try:
+        cfg = config.load(path, node_name=args.node)
+    except config.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        n = len(exc.issues)
+        print(f"{path}: {n} error{'s' if n != 1 else ''}; the configuration is not valid",
+              file=sys.stderr)
+        return 1
+    print(f"{cfg.path}: ok: cluster {cfg.cluster_name} (id {cfg.cluster_id}), this node "
+          f"{cfg.node_name}, {len(cfg.nodes)} nodes, {len(cfg.links)} links, "
+          f"{len(cfg.resources)} resources in {len(cfg.units)} units, "
+          f"{len(cfg.handlers)} handlers")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from heart import config, daemon
+
+    try:
+        cfg = _load(args, read_keys=True)
+    except config.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        print("heart: refusing to start with an invalid configuration; nothing was changed",
+              file=sys.stderr)
+        return 1
+    try:
+        return daemon.run(cfg)
+    except daemon.StartupError as exc:
+        print(f"heart: {exc}", file=sys.stderr)
+        return 1
+
+
+def _control(args: argparse.Namespace, cmd: str, **kw) -> dict:
+    from heart import control
+
+    resp = control.request(_socket(args), cmd, **kw)
+    if not resp.get("ok"):
+        raise control.ControlError(resp.get("error", "the daemon refused the request"))
+    return resp
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from heart import status
+
+    sock = _socket(args)
+    args.socket = sock
+    while True:
+        st = _control(args, "status")
+        st.pop("ok", None)
+        if args.json:
+            print(json.dumps(st, indent=2, sort_keys=True))
+        else:
+            text = status.format_status(st)
+            if args.watch:
+                print("\033[H\033[2J" + time.strftime("%H:%M:%S ") + text, flush=True)
+            else:
+                print(text)
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)
+
+
+def _cmd_simple(args: argparse.Namespace) -> int:
+    resp = _control(args, args.command, node=args.target)
+    print(resp.get("message", "ok"))
+    return 0
+
+
+def _cmd_move(args: argparse.Namespace) -> int:
+    resp = _control(args, "move", resource=args.resource, node=args.target)
+    print(resp.get("message", "ok"))
+    return 0
+
+
+def _cmd_reload(args: argparse.Namespace) -> int:
+    resp = _control(args, "reload", plan=args.plan)
+    changes, restart = resp.get("changes", []), resp.get("needs_restart", [])
+    verb = "would change" if args.plan else "changed"
+    if not changes and not restart:
+        print("nothing changed")
+    for c in changes:
+        print(f"{verb}: {c}")
+    for r in restart:
+        print(f"needs a restart (not applied): {r}")
+    return 0
+
+
+def _journal(args: argparse.Namespace):
+    from heart import journal
+
+    state_dir = args.state_dir or _load(args).state_dir
+    return journal.open_readonly(os.path.join(state_dir, "journal.db"))
+
+
+def _cmd_events(args: argparse.Namespace) -> int:
+    from heart import journal
+
+    since = journal.parse_since(args.since) if args.since else None
+    j = _journal(args)
+    try:
+        evs = j.events(since=since, limit=args.limit)
+    finally:
+        j.close()
+    for ev in evs:
+        print(json.dumps(ev, sort_keys=True) if args.json else journal.format_event(ev))
+    return 0
+
+
+def _cmd_why(args: argparse.Namespace) -> int:
+    from heart import journal
+
+    j = _journal(args)
+    try:
+        print(journal.why(j, args.subject))
+    finally:
+        j.close()
+    return 0
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from heart import config
+
+    config.generate_key_file(args.file, key_id=args.id)
+    print(f"wrote a new random key (id {args.id}) to {args.file}, mode 0600; copy it to "
+          f"every node over a secure channel")
+    return 0
+
+
+def _add_config_opts(p: argparse.ArgumentParser, socket: bool = False,
+                     state: bool = False) -> None:
+    p.add_argument("-c", "--config", metavar="FILE",
+                   help=f"configuration file (default $HEART_CONFIG or {DEFAULT_CONFIG})")
+    p.add_argument("--node", metavar="NAME",
+                   help="this node's name, if not the hostname or cluster.node")
+    if socket:
+        p.add_argument("--socket", metavar="PATH",
+                       help="the daemon's control socket (default: cluster.socket)")
+    if state:
+        p.add_argument("--state-dir", metavar="DIR",
+                       help="where the journal is (default: cluster.state_dir)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +226,95 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("version", help="print versions and the libheart backend")
     v.set_defaults(func=_cmd_version)
+
+    r = sub.add_parser(
+        "run", help="run this node: heartbeats, cluster state, placement, actions",
+        description="Runs a cluster node in the foreground until SIGTERM or SIGINT, which "
+                    "stop its resources, then send a leave message so peers take over at "
+                    "once.  SIGHUP reloads the configuration (as `heart reload`).  Refuses "
+                    "an invalid configuration and then changes nothing.  Logs go to "
+                    "stderr; the event journal is <state_dir>/journal.db.")
+    _add_config_opts(r)
+    r.set_defaults(func=_cmd_run)
+
+    c = sub.add_parser(
+        "check-config", help="validate a configuration file",
+        description="Reads the whole file and reports every problem as FILE:LINE: KEY: "
+                    "what is wrong and what was expected.  Exit status 0 if valid, 1 if "
+                    "not.  Checks the key file's permissions and that scripts and OCF "
+                    "agents exist; starts nothing.")
+    c.add_argument("file", nargs="?", metavar="FILE",
+                   help=f"the file to check (default: -c, $HEART_CONFIG or {DEFAULT_CONFIG})")
+    _add_config_opts(c)
+    c.set_defaults(func=_cmd_check_config)
+
+    s = sub.add_parser(
+        "status", help="nodes, links, resources and quorum as this node sees them",
+        description="Asks the local daemon over its control socket.  The table shows each "
+                    "node's state (self / up / late / down), its links, when it was last "
+                    "heard, load, available memory and what it holds; each resource's "
+                    "owner, where placement puts it and its state on this node.")
+    _add_config_opts(s, socket=True)
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--watch", type=float, nargs="?", const=1.0, default=None,
+                   metavar="SECONDS", help="refresh every SECONDS (default 1) until ^C")
+    s.set_defaults(func=_cmd_status)
+
+    for name, text in (("standby", "NODE takes no resources; what it holds moves away"),
+                       ("unstandby", "NODE may take resources again")):
+        sb = sub.add_parser(name, help=text, description=text + ".  The node applies "
+                            "it to its own record, which every node replicates; it "
+                            "survives restarts of that node.")
+        sb.add_argument("target", metavar="NODE")
+        _add_config_opts(sb, socket=True)
+        sb.set_defaults(func=_cmd_simple)
+
+    m = sub.add_parser("move", help="move RESOURCE (or its group) to NODE",
+                       description="Prefers NODE for the resource's unit (its group, if it "
+                                   "is in one) from now on; the current owner stops it, "
+                                   "then NODE starts it (never two owners).  The move "
+                                   "survives restarts until another move replaces it.")
+    m.add_argument("resource", metavar="RESOURCE")
+    m.add_argument("target", metavar="NODE")
+    _add_config_opts(m, socket=True)
+    m.set_defaults(func=_cmd_move)
+
+    rl = sub.add_parser("reload", help="apply changes of the configuration file",
+                        description="The daemon re-reads its configuration file and applies "
+                                    "only what changed (keys, handlers, quorum policy, "
+                                    "resources, groups); resources placement keeps stay "
+                                    "where they are.  An invalid file changes nothing.  "
+                                    "Timing, links and nodes need a restart; they are listed.")
+    rl.add_argument("--plan", action="store_true",
+                    help="print what would change, change nothing")
+    _add_config_opts(rl, socket=True)
+    rl.set_defaults(func=_cmd_reload)
+
+    ev = sub.add_parser("events", help="the event journal",
+                        description="Reads <state_dir>/journal.db (works while the daemon "
+                                    "runs or after it stopped).")
+    ev.add_argument("--since", metavar="T",
+                    help="only events after T: 90s, 10m, 2h, 1d ago, an ISO 8601 time, or "
+                         "unix seconds")
+    ev.add_argument("--limit", type=int, default=None, help="at most this many (the newest)")
+    ev.add_argument("--json", action="store_true", help="one JSON object per line")
+    _add_config_opts(ev, state=True)
+    ev.set_defaults(func=_cmd_events)
+
+    w = sub.add_parser("why", help="explain the last decision about a node or resource",
+                       description="A short paragraph from the journal: what happened to "
+                                   "NODE or RESOURCE last, when, and the evidence (silent "
+                                   "links, quorum view, placement reason, action result).")
+    w.add_argument("subject", metavar="NODE|RESOURCE")
+    _add_config_opts(w, state=True)
+    w.set_defaults(func=_cmd_why)
+
+    k = sub.add_parser("keygen", help="write a new random authentication key file",
+                       description="Creates FILE (mode 0600, never overwrites) with one "
+                                   "random 256-bit key, for auth.key_file.")
+    k.add_argument("file", metavar="FILE")
+    k.add_argument("--id", type=int, default=1, help="key id 1..255 (default 1)")
+    k.set_defaults(func=_cmd_keygen)
     return p
 
 
@@ -64,8 +324,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from heart import config
+
     try:
         return args.func(args)
+    except config.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"heart: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"heart: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,1051 @@
+"""``heart run``: one cluster node.
+
+The daemon is one asyncio loop in the main thread around the C engine
+(heartbeats on its own thread).  Everything the node decides flows through
+one path:
+
+    engine events (fd readable, drained in batches)
+        -> ClusterState (heart.state)  -> quorum (heart.quorum)
+        -> placement (heart.placement: a pure function of the replicated view)
+        -> unit tasks (start in order / stop in reverse, via heart.dispatch)
+        -> the local record, published in heartbeats (digest) and state messages
+        -> the journal (heart.journal) and the handlers
+
+Safety rules, in the order the code applies them:
+
+* A stall of the engine longer than the dead time, or the loss of quorum
+  (policy "release"), releases every unit before anything else happens.
+* A unit is acquired only when placement puts it here, the node is quorate,
+  no other live node's record holds it (two-phase handover: the old owner
+  stops and publishes first), the records of every live peer are current,
+  the start-up grace (initdead, or everyone seen) is over, and, if a fencing
+  hook is configured, a dead previous holder has been fenced.
+* A unit whose stop failed stays "held" (state failed): nobody else may take
+  it, because it may still be running here.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from heart import __version__, placement
+from heart import config as hconfig
+from heart import dispatch, journal, quorum
+from heart._core import PAYLOAD_MAX, Engine
+from heart.control import ControlServer
+from heart.generation import next_generation
+from heart.state import ClusterState, Record, StateError, decode_message, encode_message
+
+log = logging.getLogger("heart")
+
+RECORD_RESEND_S = 1.0          # anti-entropy: own record to everyone this often
+STALL_HOLDOFF_FACTOR = 2       # after a pause: no acquire for this many dead times
+
+
+class StartupError(RuntimeError):
+    """The node cannot join the cluster safely (the message says why)."""
+
+
+@dataclass
+class UnitRuntime:
+    cfg: Any                        # hconfig.UnitConfig
+    state: str = "stopped"          # stopped | starting | started | stopping | failed
+    task: asyncio.Task | None = None
+    owner_seen: str | None = None   # last placement decision journalled
+    reason_seen: str = ""
+
+
+@dataclass
+class PeerRuntime:
+    name: str
+    id: int
+    needs_fence: set[str] = field(default_factory=set)  # units it held when it died
+
+
+def sd_notify(message: str) -> None:
+    """Tell systemd (Type=notify) about readiness; a no-op elsewhere."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.connect(path)
+        s.sendall(message.encode())
+
+
+class Daemon:
+    def __init__(self, cfg: hconfig.Config) -> None:
+        self.cfg = cfg
+        self.me = cfg.node_name
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.engine: Engine | None = None
+        self.journal: journal.Journal | None = None
+        self.state: ClusterState | None = None
+        self.control: ControlServer | None = None
+        self.pinger: quorum.PingMonitor | None = None
+        self.handlers: dispatch.HandlerRunner | None = None
+        self.sups: dict[str, dispatch.ResourceSupervisor] = {}
+        self.units: dict[str, UnitRuntime] = {}
+        self.peers: dict[int, PeerRuntime] = {}
+        self.by_name: dict[str, PeerRuntime] = {}
+        self.quorum: quorum.QuorumState | None = None
+        self.all_seen = False
+        self.started_mono = 0.0
+        self.hold_until = 0.0          # no acquire before this (monotonic s): pause hold-off
+        self.grace_until = 0.0         # start-up grace ends here at the latest
+        self.grace_over = False
+        self.fenced: set[str] = set()
+        self._dirty = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._exit_code = 0
+        self.link_names = [lk.name for lk in cfg.links]
+
+    # ------------------------------------------------------------------ setup
+    def _base_env(self) -> dict[str, str]:
+        return {"HEART_CLUSTER": self.cfg.cluster_name, "HEART_LOCAL_NODE": self.me}
+
+    def _build_engine(self, generation: int) -> Engine:
+        cfg, t = self.cfg, self.cfg.timing
+        e = Engine(cluster_id=cfg.cluster_id, node_id=cfg.local.id, generation=generation,
+                   interval_us=t.interval_us, warntime_us=t.warntime_us,
+                   deadtime_us=t.deadtime_us, initdead_us=t.initdead_us,
+                   detector=t.detector, phi_threshold=t.phi_threshold,
+                   phi_min_std_us=t.phi_min_std_us,
+                   phi_acceptable_pause_us=t.phi_acceptable_pause_us,
+                   realtime_priority=cfg.engine.realtime_priority,
+                   lock_memory=cfg.engine.lock_memory, spin_us=cfg.engine.spin_us)
+        try:
+            for kid, key in cfg.auth.keys.items():
+                e.add_key(kid, key, cfg.auth.algorithm)
+            e.set_send_key(cfg.auth.send_key)
+            me = cfg.local
+            for lk in cfg.links:
+                if lk.kind == "unicast":
+                    host, port = me.addresses[lk.name]
+                    bind = lk.bind or host
+                    e.add_link("unicast", bind=bind, port=port, ifname=lk.interface)
+                else:
+                    port = me.addresses[lk.name][1] if lk.name in me.addresses else lk.port
+                    bind = lk.bind or (":: " if ":" in (lk.group or "") else "0.0.0.0").strip()
+                    e.add_link(lk.kind, bind=bind, port=port, dest=lk.group,
+                               ifname=lk.interface, ttl=lk.ttl)
+            for n in cfg.nodes:
+                if n.name == self.me:
+                    continue
+                e.add_peer(n.id)
+                for i, lk in enumerate(cfg.links):
+                    if lk.kind == "unicast":
+                        host, port = n.addresses[lk.name]
+                        e.set_peer_addr(n.id, i, host, port)
+        except BaseException:
+            e.close(leave=False)
+            raise
+        return e
+
+    async def run(self) -> int:
+        cfg = self.cfg
+        self.loop = asyncio.get_running_loop()
+        os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
+        self.journal = journal.Journal(os.path.join(cfg.state_dir, "journal.db"))
+        generation = next_generation(os.path.join(cfg.state_dir, "generation"))
+        self.state = ClusterState([n.name for n in cfg.nodes], self.me, generation,
+                                  heart_version=__version__)
+        for n in cfg.nodes:
+            if n.name != self.me:
+                pr = PeerRuntime(n.name, n.id)
+                self.peers[n.id] = pr
+                self.by_name[n.name] = pr
+        self._load_local_settings()
+        try:
+            await self._start(generation)
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+        return self._exit_code
+
+    async def _start(self, generation: int) -> None:
+        cfg = self.cfg
+        self.engine = self._build_engine(generation)
+        self.control = ControlServer(cfg.socket, self._on_control)
+        await self.control.start()
+        self.handlers = dispatch.HandlerRunner(cfg.handlers, self._base_env(),
+                                               self._on_handler_result)
+        for unit in cfg.units:
+            self.units[unit.name] = UnitRuntime(unit)
+        for res in cfg.resources.values():
+            self._add_supervisor(res)
+        await self._probe_leftovers()
+        self.started_mono = time.monotonic()
+        self.grace_until = self.started_mono + cfg.timing.initdead_us / 1e6
+        self._publish(send=False)
+        self.engine.start()
+        self.loop.add_reader(self.engine.fileno(), self._on_engine_readable)
+        if cfg.quorum.ping_nodes:
+            self.pinger = quorum.PingMonitor(cfg.quorum.ping_nodes,
+                                             cfg.quorum.ping_interval_us / 1e6,
+                                             cfg.quorum.ping_timeout_us / 1e6,
+                                             self._on_ping_change)
+            await self.pinger.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self._stop.set)
+        self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        self._event("daemon_start",
+                    f"heart {__version__} started on {self.me} (generation {generation}, "
+                    f"cluster {cfg.cluster_name} id {cfg.cluster_id}, "
+                    f"{len(cfg.nodes)} nodes, {len(cfg.links)} links)",
+                    node=self.me, evidence={"generation": generation, "pid": os.getpid()})
+        self._tasks = [asyncio.ensure_future(self._reconciler()),
+                       asyncio.ensure_future(self._periodic())]
+        self._dirty.set()
+        sd_notify("READY=1\nSTATUS=heartbeating")
+
+    async def _probe_leftovers(self) -> None:
+        """A daemon that crashed may have left resources running.  This node
+        holds nothing yet (its record is new), so peers may start them: stop
+        every one that a probe finds running, before joining the cluster."""
+        for name, sup in self.sups.items():
+            r = await sup.probe()
+            if sup.state == "stopped":
+                continue
+            self._event("resource_release",
+                        f"{name} was found {r.status} on {self.me} at start-up (left by an "
+                        f"earlier run); stopping it before joining", node=self.me,
+                        resource=name, evidence=_result_evidence(r))
+            sup.request("stop")
+            await sup.wait_idle()
+            if sup.state != "stopped":
+                raise StartupError(f"{name} is running on {self.me} and does not stop "
+                                   f"({_outcome(sup.last_result)}); refusing to join the "
+                                   f"cluster while it runs")
+
+    def _load_local_settings(self) -> None:
+        """Standby and moves survive restarts (an operator's decision is not
+        forgotten because the daemon was restarted)."""
+        path = os.path.join(self.cfg.state_dir, "local.json")
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+            self.state.update_local(standby=bool(saved.get("standby", False)),
+                                    moves={k: [str(v[0]), int(v[1])]
+                                           for k, v in saved.get("moves", {}).items()
+                                           if k in {u.name for u in self.cfg.units}})
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError, IndexError) as exc:
+            log.warning("ignoring %s: %s", path, exc)
+
+    def _save_local_settings(self) -> None:
+        path = os.path.join(self.cfg.state_dir, "local.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"standby": self.state.local.standby, "moves": self.state.local.moves}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def _add_supervisor(self, res: Any) -> None:
+        env = {**self._base_env(), "HEART_RESOURCE": res.name}
+        agent = dispatch.make_agent(res, env=env)
+        self.sups[res.name] = dispatch.ResourceSupervisor(
+            res, agent, self._on_action_result, env=env)
+
+    # ---------------------------------------------------------------- journal
+    def _event(self, kind: str, summary: str, *, node: str | None = None,
+               resource: str | None = None, evidence: dict | None = None) -> None:
+        log.info("%s %s", kind, summary)
+        if self.journal is not None:
+            try:
+                self.journal.record(kind, summary, node=node, resource=resource,
+                                    evidence=evidence)
+            except Exception as exc:  # a full disk must not stop failover
+                log.error("journal write failed: %s", exc)
+
+    def _fire(self, event: str, **fields: Any) -> None:
+        if self.handlers is not None:
+            self.handlers.fire(event, {k: v for k, v in fields.items() if v is not None})
+
+    def _on_handler_result(self, r: dispatch.ActionResult) -> None:
+        if not r.ok:
+            self._event("handler", f"handler for {r.action} failed: "
+                        f"{r.error or ('timed out' if r.timed_out else f'exit {r.rc}')}",
+                        evidence={"event": r.action, "ok": r.ok, "rc": r.rc,
+                                  "output": r.output[-1024:], "error": r.error})
+
+    def _on_action_result(self, r: dispatch.ActionResult) -> None:
+        if r.action != "monitor" or r.ok:
+            return
+        unit = self.cfg.unit_of(r.resource)
+        ur = self.units.get(unit.name)
+        if ur is None or ur.state != "started":
+            return
+        self._event("monitor_failed",
+                    f"monitor of {r.resource} on {self.me} says {r.status}"
+                    f" (rc {r.rc}); giving up {unit.name} here so another node can run it",
+                    node=self.me, resource=r.resource,
+                    evidence={"unit": unit.name, "action": "monitor", "ok": False, "rc": r.rc,
+                              "output": r.output[-1024:], "status": r.status})
+        self._fire("resource_failed", resource=r.resource, node=self.me,
+                   reason=f"monitor: {r.status}")
+        self._mark_failed(unit.name)
+        self._dirty.set()
+
+    def _mark_failed(self, unit: str) -> None:
+        failed = sorted(set(self.state.local.failed) | {unit})
+        if self.state.update_local(failed=failed):
+            self._publish()
+
+    # ------------------------------------------------------------ engine I/O
+    def _on_engine_readable(self) -> None:
+        try:
+            events = self.engine.drain()
+        except OSError as exc:
+            log.error("draining engine events: %s", exc)
+            return
+        # Pause safety first: a stall longer than the dead time releases
+        # everything before any other event of the batch is looked at.
+        for ev in events:
+            if ev.name == "stall":
+                self._on_stall(ev)
+        for ev in events:
+            if ev.name != "stall":
+                try:
+                    self._on_engine_event(ev)
+                except StateError as exc:
+                    # A bad packet never takes the daemon down.
+                    log.warning("ignoring bad state from node %d: %s", ev.node, exc)
+                except Exception:
+                    log.exception("error handling %r", ev)
+
+    def _on_stall(self, ev: Any) -> None:
+        dead = self.cfg.timing.deadtime_us
+        over = ev.value > dead
+        held = [u for u, r in self.units.items() if r.state in ("starting", "started")]
+        self._event("stall",
+                    f"the engine on {self.me} was not scheduled for {ev.value / 1000:.1f} ms"
+                    + (f" (longer than the dead time {dead / 1000:.0f} ms): releasing "
+                       f"{', '.join(held) or 'nothing'} before anything else" if over else ""),
+                    node=self.me,
+                    evidence={"stall_ms": ev.value / 1000, "deadtime_ms": dead / 1000,
+                              "released": held if over else []})
+        self._fire("stall", node=self.me, reason=f"{ev.value / 1000:.1f} ms")
+        if over:
+            self.hold_until = max(self.hold_until, time.monotonic()
+                                  + STALL_HOLDOFF_FACTOR * dead / 1e6)
+            for u in held:
+                self._start_release(u, "pause longer than the dead time", force=True)
+
+    def _peer(self, node_id: int) -> PeerRuntime | None:
+        return self.peers.get(node_id)
+
+    def _link_evidence(self, node_id: int) -> dict:
+        try:
+            st = self.engine.peer(node_id)
+        except OSError:
+            return {}
+        now = time.monotonic_ns()
+        out = {}
+        for name, ls in zip(self.link_names, st["links"]):
+            silent = (now - ls["last_arrival_ns"]) / 1e6 if ls["last_arrival_ns"] else None
+            out[name] = {"up": ls["up"], "silent_ms": None if silent is None
+                         else round(silent, 1)}
+        return out
+
+    def _on_engine_event(self, ev: Any) -> None:
+        name = ev.name
+        if name in ("reject", "warning", "overflow"):
+            if name == "reject":
+                log.info("%s", ev.message)
+            else:
+                self._event(name, ev.message, node=self.me)
+            return
+        pr = self._peer(ev.node)
+        if pr is None:
+            return
+        if name == "payload":
+            if self.state.on_digest(pr.name, ev.data):
+                self._ask_record(pr)
+            return
+        if name == "state":
+            self._on_state_message(pr, ev.data)
+            return
+        if name == "peer_up":
+            self.state.set_up(pr.name, True)
+            self._ask_record(pr)
+            self._event("node_up", f"{pr.name} is up (heard by {self.me})", node=pr.name,
+                        evidence={"links": self._link_evidence(pr.id)})
+            self._fire("node_up", node=pr.name)
+            if len(self.state.up) == len(self.cfg.nodes) - 1:
+                self.all_seen = True
+        elif name == "peer_late":
+            self._event("node_late", f"{pr.name} is late: silent for "
+                        f"{ev.value / 1000:.1f} ms", node=pr.name,
+                        evidence={"silent_ms": ev.value / 1000})
+            self._fire("node_late", node=pr.name, reason=f"silent {ev.value / 1000:.1f} ms")
+        elif name == "peer_down":
+            rec = self.state.records.get(pr.name)
+            held = set(rec.held) if rec else set()
+            reason = ev.reason_name
+            self.state.set_up(pr.name, False)
+            if reason != "leave" and held:
+                pr.needs_fence |= held
+            q = self._compute_quorum()
+            what = {"leave": "left the cluster (leave message)",
+                    "initdead": "never came up within initdead",
+                    }.get(reason, f"is down: no heartbeat for {ev.value / 1000:.1f} ms")
+            self._event("node_down", f"{pr.name} {what}", node=pr.name,
+                        evidence={"reason": reason, "silent_ms": ev.value / 1000,
+                                  "links": self._link_evidence(pr.id),
+                                  "held": sorted(held), "quorum": q.as_dict()})
+            self._fire("node_down", node=pr.name, reason=reason)
+        elif name == "peer_restart":
+            self.state.forget(pr.name)
+            self._ask_record(pr)
+            self._event("node_restart", f"{pr.name} restarted (new generation "
+                        f"{ev.value})", node=pr.name, evidence={"generation": ev.value})
+        elif name in ("link_up", "link_down"):
+            link = self.link_names[ev.link] if 0 <= ev.link < len(self.link_names) else ev.link
+            self._event(name, f"link {link} to {pr.name} is "
+                        f"{'up' if name == 'link_up' else 'down'}", node=pr.name,
+                        evidence={"link": link, "peer": pr.name})
+            return
+        self._publish()
+        self._dirty.set()
+
+    def _ask_record(self, pr: PeerRuntime) -> None:
+        self._send(encode_message({"t": "req"}, PAYLOAD_MAX), pr.id)
+
+    def _send(self, msg: bytes, to: int = 0) -> None:
+        try:
+            self.engine.send_state(msg, to)
+        except OSError as exc:
+            log.warning("sending a state message: %s", exc)
+
+    def _on_state_message(self, pr: PeerRuntime, data: bytes) -> None:
+        msg = decode_message(data)
+        t = msg["t"]
+        if t == "req":
+            self._send(self.state.record_message(PAYLOAD_MAX), pr.id)
+        elif t == "rec":
+            rec = Record.from_wire(msg.get("r") or {})
+            if rec.name != pr.name:
+                raise StateError(f"node {pr.name} sent a record for {rec.name}")
+            gen = self.engine.peer(pr.id)["generation"]
+            if self.state.on_record(rec, gen):
+                self._dirty.set()
+        elif t == "cmd":
+            self._on_remote_command(pr, msg)
+        else:
+            raise StateError(f"unknown state message type {t!r}")
+
+    def _on_remote_command(self, pr: PeerRuntime, msg: dict) -> None:
+        op = msg.get("op")
+        if op in ("standby", "unstandby"):
+            self._set_standby(op == "standby", by=f"{msg.get('by', pr.name)} via {pr.name}")
+        else:
+            log.warning("ignoring unknown command %r from %s", op, pr.name)
+
+    def _publish(self, send: bool = True) -> None:
+        """Refresh the digest heartbeats carry; send the record if asked."""
+        try:
+            self.engine_payload()
+            if send:
+                self._send(self.state.record_message(PAYLOAD_MAX))
+        except (OSError, StateError) as exc:
+            log.error("publishing the local record: %s", exc)
+
+    def engine_payload(self) -> None:
+        if self.engine is not None:
+            self.engine.set_payload(self.state.digest())
+
+    def _on_ping_change(self, reachable: bool) -> None:
+        self._event("ping", f"ping nodes are {'reachable' if reachable else 'unreachable'}",
+                    node=self.me, evidence={"ping": reachable})
+        self._dirty.set()
+
+    # ------------------------------------------------------------- deciding
+    def _compute_quorum(self) -> quorum.QuorumState:
+        names = [n.name for n in self.cfg.nodes]
+        members = [self.me, *sorted(self.state.up)]
+        ping = None
+        if self.cfg.quorum.ping_nodes:
+            ping = bool(self.pinger and self.pinger.reachable)
+        return quorum.compute_quorum(names, members, ping_reachable=ping,
+                                     wait_for_all=self.cfg.quorum.wait_for_all,
+                                     all_seen=self.all_seen)
+
+    def _unit_specs(self) -> list[placement.UnitSpec]:
+        return [placement.UnitSpec(u.name, tuple(u.nodes), u.auto_failback)
+                for u in self.cfg.units]
+
+    async def _reconciler(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                self._reconcile()
+            except Exception:
+                log.exception("reconcile failed")
+            # Coalesce bursts of events: at most one pass per millisecond.
+            await asyncio.sleep(0.001)
+
+    def _reconcile(self) -> None:
+        q = self._compute_quorum()
+        old = self.quorum
+        self.quorum = q
+        if old is None or old.quorate != q.quorate:
+            if old is not None or not q.quorate:
+                kind = "quorum_regained" if q.quorate else "quorum_lost"
+                self._event(kind, f"{self.me} {'has' if q.quorate else 'lost'} quorum: "
+                            f"{q.reason}", node=self.me, evidence={"quorum": q.as_dict()})
+                if old is not None:
+                    self._fire(kind, node=self.me, reason=q.reason)
+        if self.state.update_local(quorate=q.quorate):
+            self._publish()
+        view = self.state.view(q.quorate)
+        specs = self._unit_specs()
+        decisions = placement.place(specs, view)
+        for name, d in decisions.items():
+            ur = self.units[name]
+            if d.owner != ur.owner_seen:
+                self._event("placement",
+                            f"placement puts {name} on {d.owner or 'no node'}: {d.reason}",
+                            resource=name,
+                            evidence={"unit": name, "from": ur.owner_seen, "to": d.owner,
+                                      "reason": d.reason, "quorum": q.as_dict(),
+                                      "nodes": {n: {"up": v.up, "standby": v.standby,
+                                                    "held": sorted(v.held)}
+                                                for n, v in view.nodes.items()}})
+                ur.owner_seen, ur.reason_seen = d.owner, d.reason
+        plan = placement.plan(specs, view, self.me, policy=self.cfg.quorum.no_quorum_policy)
+        for name in plan.release:
+            self._start_release(name, decisions[name].reason
+                                if q.quorate else f"no quorum ({q.reason})")
+        now = time.monotonic()
+        gate = None
+        if not self.grace_over and (now >= self.grace_until or self._everyone_known()):
+            # Start-up grace ends at initdead, or as soon as every node and
+            # its record is known: then nobody unheard can hold anything.
+            self.grace_over = True
+        if not self.grace_over:
+            gate = "start-up grace (initdead)"
+            self.loop.call_later(self.grace_until - now + 0.001, self._dirty.set)
+        elif now < self.hold_until:
+            gate = "hold-off after a pause longer than the dead time"
+            self.loop.call_later(self.hold_until - now + 0.001, self._dirty.set)
+        elif self.state.missing_records():
+            gate = f"waiting for the records of {', '.join(self.state.missing_records())}"
+        for name in plan.acquire:
+            ur = self.units[name]
+            if ur.task is not None or ur.state != "stopped":
+                continue
+            if gate:
+                log.debug("not acquiring %s yet: %s", name, gate)
+                continue
+            self._start_acquire(name, decisions[name].reason)
+
+    def _everyone_known(self) -> bool:
+        return (len(self.state.up) == len(self.cfg.nodes) - 1
+                and not self.state.missing_records())
+
+    def _set_held(self, unit: str, st: str | None) -> None:
+        held = dict(self.state.local.held)
+        if st is None:
+            held.pop(unit, None)
+        else:
+            held[unit] = st
+        if self.state.update_local(held=held):
+            self._publish()
+
+    def _start_acquire(self, unit: str, reason: str) -> None:
+        ur = self.units[unit]
+        ur.task = asyncio.ensure_future(self._acquire(unit, reason))
+
+    def _start_release(self, unit: str, reason: str, force: bool = False) -> None:
+        ur = self.units[unit]
+        if ur.state in ("stopped", "stopping"):
+            return
+        if ur.task is not None:
+            if not force:
+                return          # it finishes first; the next pass releases it
+            ur.task.cancel()
+        ur.task = asyncio.ensure_future(self._release(unit, reason))
+
+    async def _fence_for(self, unit: str) -> bool:
+        """Run the fencing hook against every dead node that held unit."""
+        fence = self.cfg.quorum.fence
+        for pr in self.by_name.values():
+            if unit not in pr.needs_fence:
+                continue
+            if not fence:
+                pr.needs_fence.clear()
+                continue
+            r = await dispatch.run_fence(fence, pr.name, self.cfg.quorum.fence_timeout_us / 1e6,
+                                         self._base_env())
+            self._event("fence", f"fencing {pr.name} before taking {unit}: "
+                        f"{'succeeded' if r.ok else 'FAILED'}", node=pr.name, resource=unit,
+                        evidence={"ok": r.ok, "rc": r.rc, "output": r.output[-1024:],
+                                  "error": r.error, "timed_out": r.timed_out})
+            if not r.ok:
+                return False
+            pr.needs_fence.clear()
+        return True
+
+    async def _acquire(self, unit: str, reason: str) -> None:
+        ur = self.units[unit]
+        try:
+            if not await self._fence_for(unit):
+                self.loop.call_later(1.0, self._dirty.set)   # try again later
+                return
+            ur.state = "starting"
+            self._set_held(unit, "starting")      # intent is public before the start
+            t0 = time.monotonic()
+            done: list[str] = []
+            for rname in ur.cfg.resources:
+                sup = self.sups[rname]
+                sup.request("start")
+                await sup.wait_idle()
+                if sup.state != "started":
+                    r = sup.last_result
+                    self._event("resource_failed",
+                                f"{rname} failed to start on {self.me}: {_outcome(r)}; "
+                                f"giving {unit} up here", node=self.me, resource=rname,
+                                evidence={"unit": unit, **_result_evidence(r)})
+                    self._fire("resource_failed", resource=rname, node=self.me,
+                               reason=_outcome(r))
+                    # The failed one is stopped too: a start that timed out
+                    # may have left it half running.
+                    if await self._stop_resources([rname, *reversed(done)], unit):
+                        ur.state = "stopped"
+                        self._set_held(unit, None)
+                    else:
+                        ur.state = "failed"
+                        self._set_held(unit, "failed")
+                    self._mark_failed(unit)
+                    return
+                done.append(rname)
+                r = sup.last_result
+                self._event("resource_acquire",
+                            f"{rname} started on {self.me} ({_outcome(r)}) because {reason}",
+                            node=self.me, resource=rname,
+                            evidence={"unit": unit, "reason": reason, **_result_evidence(r)})
+                self._fire("resource_acquire", resource=rname, node=self.me, reason=reason)
+            ur.state = "started"
+            self._set_held(unit, "started")
+            log.info("%s acquired in %.3f s", unit, time.monotonic() - t0)
+            # A monitor that failed while later members were starting was
+            # not acted on then (the unit was not started yet): look now.
+            bad = [r for r in ur.cfg.resources if self.sups[r].state != "started"]
+            if bad:
+                self._event("monitor_failed", f"{', '.join(bad)} failed while {unit} was "
+                            f"starting on {self.me}; giving {unit} up here",
+                            node=self.me, resource=bad[0], evidence={"unit": unit})
+                self._mark_failed(unit)
+        finally:
+            ur.task = None
+            self._dirty.set()
+
+    async def _stop_resources(self, names: list[str], unit: str) -> bool:
+        ok = True
+        for rname in names:
+            sup = self.sups[rname]
+            sup.request("stop")
+            await sup.wait_idle()
+            r = sup.last_result
+            if sup.state != "stopped":
+                ok = False
+                self._event("resource_failed",
+                            f"{rname} failed to stop on {self.me}: {_outcome(r)}; {unit} stays "
+                            f"held here so that no other node starts it twice",
+                            node=self.me, resource=rname,
+                            evidence={"unit": unit, **_result_evidence(r)})
+                self._fire("resource_failed", resource=rname, node=self.me,
+                           reason=f"stop: {_outcome(r)}")
+            else:
+                self._event("resource_release", f"{rname} stopped on {self.me} "
+                            f"({_outcome(r)})", node=self.me, resource=rname,
+                            evidence={"unit": unit, **_result_evidence(r)})
+                self._fire("resource_release", resource=rname, node=self.me)
+        return ok
+
+    async def _release(self, unit: str, reason: str) -> None:
+        ur = self.units[unit]
+        try:
+            ur.state = "stopping"
+            self._set_held(unit, "stopping")
+            log.info("releasing %s: %s", unit, reason)
+            if await self._stop_resources(list(reversed(ur.cfg.resources)), unit):
+                ur.state = "stopped"
+                self._set_held(unit, None)     # published: the new owner may start
+            else:
+                ur.state = "failed"
+                self._set_held(unit, "failed")
+        finally:
+            ur.task = None
+            self._dirty.set()
+
+    async def _periodic(self) -> None:
+        """Attributes (psutil) and the anti-entropy resend of our record."""
+        attr_every = self.cfg.attributes_interval_us / 1e6
+        next_attr = 0.0
+        psutil.cpu_percent(None)
+        while True:
+            now = time.monotonic()
+            if now >= next_attr:
+                next_attr = now + attr_every
+                self._refresh_attributes()
+            self._publish(send=True)
+            await asyncio.sleep(min(RECORD_RESEND_S, attr_every))
+
+    def _refresh_attributes(self) -> None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            load = None
+        vm = psutil.virtual_memory()
+        attrs = {"load1": round(load, 2) if load is not None else None,
+                 "mem_available_mb": int(vm.available / 2**20),
+                 "mem_total_mb": int(vm.total / 2**20),
+                 "cpus": psutil.cpu_count() or 1,
+                 "cpu_percent": round(psutil.cpu_percent(None))}
+        self.state.update_local(attributes=attrs)
+
+    # ------------------------------------------------------------- commands
+    def _set_standby(self, on: bool, by: str) -> None:
+        if self.state.update_local(standby=on):
+            self._save_local_settings()
+            self._event("standby", f"{self.me} {'enters' if on else 'leaves'} standby "
+                        f"(asked by {by})", node=self.me, evidence={"standby": on, "by": by})
+            self._publish()
+            self._dirty.set()
+
+    async def _on_control(self, req: dict) -> dict:
+        cmd = req["cmd"]
+        if cmd == "status":
+            return {"ok": True, **self.status()}
+        if cmd in ("standby", "unstandby"):
+            node = req.get("node") or self.me
+            on = cmd == "standby"
+            if node == self.me:
+                self._set_standby(on, by="heart " + cmd)
+                return {"ok": True, "message": f"{node}: standby {'on' if on else 'off'}"}
+            pr = self.by_name.get(node)
+            if pr is None:
+                return {"ok": False, "error": f"unknown node {node!r}; nodes are "
+                        f"{', '.join(n.name for n in self.cfg.nodes)}"}
+            if pr.name not in self.state.up:
+                return {"ok": False, "error": f"{node} is not up: it must apply its own "
+                        f"standby (run the command there, or when it is back)"}
+            self._send(encode_message({"t": "cmd", "op": cmd, "by": self.me}, PAYLOAD_MAX),
+                       pr.id)
+            return {"ok": True, "message": f"asked {node} to {cmd}; it publishes the change"}
+        if cmd == "move":
+            try:
+                unit = self.cfg.unit_of(str(req.get("resource")))
+            except KeyError:
+                return {"ok": False, "error": f"unknown resource or group "
+                        f"{req.get('resource')!r}"}
+            node = str(req.get("node"))
+            if node not in {n.name for n in self.cfg.nodes}:
+                return {"ok": False, "error": f"unknown node {node!r}"}
+            if node not in unit.nodes:
+                return {"ok": False, "error": f"{unit.name} may run only on "
+                        f"{', '.join(unit.nodes)} (its nodes list)"}
+            moves = dict(self.state.local.moves)
+            moves[unit.name] = [node, time.time_ns()]
+            self.state.update_local(moves=moves)
+            if node == self.me and unit.name in self.state.local.failed:
+                self.state.update_local(failed=[u for u in self.state.local.failed
+                                                if u != unit.name])
+            self._save_local_settings()
+            self._event("move", f"{unit.name} moved to {node} by the operator",
+                        resource=unit.name, evidence={"unit": unit.name, "to": node})
+            self._publish()
+            self._dirty.set()
+            return {"ok": True, "message": f"{unit.name} will move to {node}"}
+        if cmd == "reload":
+            return self.reload(plan_only=bool(req.get("plan")))
+        if cmd == "debug_block" and os.environ.get("HEART_DEBUG_HOOKS") == "1":
+            # Blocks this event loop (the Python side) on purpose: the tests
+            # prove the C engine keeps heartbeating meanwhile.
+            time.sleep(float(req.get("seconds", 1.0)))
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def status(self) -> dict:
+        cfg, st = self.cfg, self.state
+        q = self.quorum or self._compute_quorum()
+        nodes = []
+        for n in cfg.nodes:
+            rec = st.record_of(n.name)
+            entry: dict[str, Any] = {"name": n.name, "id": n.id}
+            if n.name == self.me:
+                entry["state"] = "self"
+                entry["links"] = {lk.name: "local" for lk in cfg.links}
+            else:
+                try:
+                    ps = self.engine.peer(n.id)
+                    entry["state"] = ps["state"]
+                    entry["links"] = {name: ("up" if ls["up"] else "down")
+                                      for name, ls in zip(self.link_names, ps["links"])}
+                    entry["last_heard_ms"] = (round((time.monotonic_ns()
+                                                     - ps["last_arrival_ns"]) / 1e6, 1)
+                                              if ps["last_arrival_ns"] else None)
+                except OSError:
+                    entry["state"] = "unknown"
+            if rec is not None:
+                entry.update(rec.public())
+            nodes.append(entry)
+        view = st.view(q.quorate)
+        decisions = placement.place(self._unit_specs(), view)
+        resources = []
+        for u in cfg.units:
+            holders = sorted(n for n, v in view.nodes.items() if u.name in v.held)
+            for rname in u.resources:
+                resources.append({
+                    "resource": rname, "unit": u.name,
+                    "owner": holders[0] if len(holders) == 1 else (holders or None),
+                    "placement": decisions[u.name].owner,
+                    "reason": decisions[u.name].reason,
+                    "local_state": self.sups[rname].state})
+        links = []
+        for i, lk in enumerate(cfg.links):
+            ups = [n["name"] for n in nodes if n.get("links", {}).get(lk.name) == "up"]
+            links.append({"name": lk.name, "kind": lk.kind, "port": lk.port,
+                          "peers_up": ups})
+        return {"cluster": cfg.cluster_name, "cluster_id": cfg.cluster_id, "node": self.me,
+                "generation": st.local.generation, "version": __version__,
+                "uptime_s": round(time.monotonic() - self.started_mono, 1),
+                "quorum": q.as_dict(), "nodes": nodes, "links": links,
+                "resources": resources, "matrix": st.matrix(),
+                "counters": self.engine.counters()}
+
+    # --------------------------------------------------------------- reload
+    def _on_sighup(self) -> None:
+        r = self.reload(plan_only=False)
+        if not r["ok"]:
+            log.error("reload refused: %s", r["error"])
+
+    def reload(self, plan_only: bool) -> dict:
+        try:
+            new = hconfig.load(self.cfg.path, node_name=self.me)
+        except hconfig.ConfigError as exc:
+            return {"ok": False, "error": f"the new configuration is invalid; nothing "
+                    f"changed:\n{exc}"}
+        except OSError as exc:
+            return {"ok": False, "error": f"cannot read {self.cfg.path}: {exc}"}
+        changes, restart = self._diff(new)
+        if plan_only:
+            return {"ok": True, "changes": changes, "needs_restart": restart, "applied": False}
+        self._apply(new)
+        self._event("config_reload", f"configuration reloaded: {len(changes)} change(s)"
+                    + (f"; needs a restart to apply: {', '.join(restart)}" if restart else ""),
+                    node=self.me, evidence={"changes": changes, "needs_restart": restart})
+        return {"ok": True, "changes": changes, "needs_restart": restart, "applied": True}
+
+    def _diff(self, new: hconfig.Config) -> tuple[list[str], list[str]]:
+        old = self.cfg
+        changes: list[str] = []
+        restart: list[str] = []
+        for attr, label in (("cluster_name", "cluster.name"), ("cluster_id", "cluster.id"),
+                            ("state_dir", "cluster.state_dir"), ("socket", "cluster.socket"),
+                            ("timing", "[timing]"), ("engine", "[engine]"),
+                            ("links", "[[link]]"), ("nodes", "[[node]]")):
+            if _strip(getattr(old, attr)) != _strip(getattr(new, attr)):
+                restart.append(label)
+        if (old.auth.keys, old.auth.send_key, old.auth.algorithm) != \
+                (new.auth.keys, new.auth.send_key, new.auth.algorithm):
+            if old.auth.algorithm != new.auth.algorithm:
+                restart.append("auth.algorithm")
+            else:
+                changes.append(f"keys: ids {sorted(old.auth.keys)} -> {sorted(new.auth.keys)}, "
+                               f"sending with {new.auth.send_key}")
+        if _strip(old.handlers) != _strip(new.handlers):
+            changes.append(f"handlers: {len(old.handlers)} -> {len(new.handlers)}")
+        if _strip(old.quorum) != _strip(new.quorum):
+            if old.quorum.ping_nodes != new.quorum.ping_nodes:
+                restart.append("quorum.ping_nodes")
+            changes.append("quorum settings")
+        for name in new.resources.keys() - old.resources.keys():
+            changes.append(f"add resource {name}")
+        for name in old.resources.keys() - new.resources.keys():
+            changes.append(f"remove resource {name}"
+                           + (" (stopped here first)" if self.sups[name].state != "stopped"
+                              else ""))
+        for name in new.resources.keys() & old.resources.keys():
+            if _strip(new.resources[name]) != _strip(old.resources[name]):
+                running = self.sups[name].state in ("started", "starting")
+                changes.append(f"change resource {name}"
+                               + (" (restarted here: it runs on this node)" if running else ""))
+        old_units = {u.name: u for u in old.units}
+        new_units = {u.name: u for u in new.units}
+        for name in new_units.keys() - old_units.keys():
+            changes.append(f"add unit {name}")
+        for name in old_units.keys() - new_units.keys():
+            changes.append(f"remove unit {name}")
+        q = self.quorum or self._compute_quorum()
+        view = self.state.view(q.quorate)
+        before = placement.place(self._unit_specs(), view)
+        after = placement.place([placement.UnitSpec(u.name, tuple(u.nodes), u.auto_failback)
+                                 for u in new.units], view)
+        for name in new_units.keys() & old_units.keys():
+            if _strip(new_units[name]) != _strip(old_units[name]):
+                b, a = before[name].owner, after[name].owner
+                changes.append(f"change unit {name}: "
+                               + (f"stays on {a or 'no node'}" if a == b
+                                  else f"moves {b or 'nowhere'} -> {a or 'nowhere'} ({after[name].reason})"))
+        return changes, restart
+
+    def _apply(self, new: hconfig.Config) -> None:
+        old = self.cfg
+        if new.auth.algorithm == old.auth.algorithm:
+            for kid, key in new.auth.keys.items():
+                if old.auth.keys.get(kid) != key:
+                    if kid in old.auth.keys:
+                        self.engine.remove_key(kid)
+                    self.engine.add_key(kid, key, new.auth.algorithm)
+            self.engine.set_send_key(new.auth.send_key)
+            for kid in old.auth.keys.keys() - new.auth.keys.keys():
+                self.engine.remove_key(kid)
+        keep_restart = ("cluster_name", "cluster_id", "state_dir", "socket", "timing",
+                        "engine", "links", "nodes")
+        for attr in keep_restart:          # what needs a restart keeps its old value
+            setattr(new, attr, getattr(old, attr))
+        if _strip(old.handlers) != _strip(new.handlers):
+            old_runner = self.handlers
+            self.handlers = dispatch.HandlerRunner(new.handlers, self._base_env(),
+                                                   self._on_handler_result)
+            asyncio.ensure_future(old_runner.close())
+        new.quorum.ping_nodes = old.quorum.ping_nodes
+        self.cfg = new
+        for name in new.resources.keys() - old.resources.keys():
+            self._add_supervisor(new.resources[name])
+        new_units = {u.name: u for u in new.units}
+        for name in list(self.units):
+            if name not in new_units:
+                ur = self.units[name]
+                asyncio.ensure_future(self._retire_unit(ur, old))
+                del self.units[name]
+        for u in new.units:
+            if u.name in self.units:
+                self.units[u.name].cfg = u
+            else:
+                self.units[u.name] = UnitRuntime(u)
+        for name in new.resources.keys() & old.resources.keys():
+            if _strip(new.resources[name]) != _strip(old.resources[name]):
+                asyncio.ensure_future(self._replace_supervisor(name, new.resources[name]))
+        self._dirty.set()
+
+    async def _retire_unit(self, ur: UnitRuntime, old: hconfig.Config) -> None:
+        if ur.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await ur.task
+        if ur.state != "stopped":
+            await self._stop_resources(list(reversed(ur.cfg.resources)), ur.cfg.name)
+        self._set_held(ur.cfg.name, None)
+        for rname in ur.cfg.resources:
+            if rname not in self.cfg.resources and rname in self.sups:
+                await self.sups.pop(rname).close()
+
+    async def _replace_supervisor(self, name: str, res: Any) -> None:
+        sup = self.sups[name]
+        was = sup.state in ("started", "starting")
+        if was:
+            sup.request("stop")
+            await sup.wait_idle()
+        await sup.close()
+        self._add_supervisor(res)
+        if was:
+            self.sups[name].request("start")
+            await self.sups[name].wait_idle()
+
+    # ------------------------------------------------------------- shutdown
+    async def _shutdown(self) -> None:
+        sd_notify("STOPPING=1")
+        for t in self._tasks:
+            t.cancel()
+        ok = True
+        if self.state is not None and self.engine is not None:
+            self.state.update_local(status="leaving", standby=self.state.local.standby)
+            self._publish()
+            held = [u for u in reversed(list(self.units)) if self.units[u].state != "stopped"
+                    or self.units[u].task is not None]
+            for name in held:
+                ur = self.units[name]
+                if ur.task is not None:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await ur.task
+                if ur.state not in ("stopped",):
+                    await self._release(name, "the daemon is stopping")
+                ok = ok and ur.state == "stopped"
+        if self.engine is not None:
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(self.engine.fileno())
+            # A leave message lets peers take over at once, but only when
+            # everything here has stopped: otherwise they wait the dead time.
+            # It goes out before handlers are waited for, so they never delay
+            # the takeover.
+            self.engine.close(leave=ok and self.engine.running)
+        if self.pinger is not None:
+            await self.pinger.close()
+        for sup in self.sups.values():
+            await sup.close()
+        if self.handlers is not None:
+            await self.handlers.close()
+        if self.started_mono == 0.0:
+            ok = True     # never joined: nothing to say to peers
+        self._event("daemon_stop", f"{self.me} stopped"
+                    + ("" if ok else " WITHOUT a leave message: a resource failed to stop"),
+                    node=self.me, evidence={"leave": ok})
+        if self.control is not None:
+            await self.control.close()
+        if self.journal is not None:
+            self.journal.close()
+        if not ok:
+            self._exit_code = 1
+
+
+def _strip(obj: Any) -> Any:
+    """Compare configuration objects without their line numbers."""
+    if isinstance(obj, list):
+        return [_strip(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items()}
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: _strip(getattr(obj, k)) for k in obj.__dataclass_fields__ if k != "line"}
+    return obj
+
+
+def _outcome(r: dispatch.ActionResult | None) -> str:
+    if r is None:
+        return "no result"
+    if r.error:
+        return r.error
+    if r.timed_out:
+        return f"timed out after {r.duration_s:.1f} s, killed"
+    return f"{'ok' if r.ok else 'failed'}, rc {r.rc}, {r.duration_s:.2f} s"
+
+
+def _result_evidence(r: dispatch.ActionResult | None) -> dict:
+    if r is None:
+        return {}
+    return {"action": r.action, "ok": r.ok, "rc": r.rc, "duration_s": round(r.duration_s, 3),
+            "output": r.output[-1024:], "attempts": r.attempts, "error": r.error,
+            "timed_out": r.timed_out}
+
+
+def run(cfg: hconfig.Config) -> int:
+    logging.basicConfig(level=logging.INFO, stream=None,
+                        format=f"heart[{cfg.node_name}] %(levelname)s %(message)s")
+    return asyncio.run(Daemon(cfg).run())
