@@ -124,6 +124,12 @@ def _cmd_move(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    resp = _control(args, "cleanup", resource=args.resource)
+    print(resp.get("message", "ok"))
+    return 0
+
+
 def _cmd_reload(args: argparse.Namespace) -> int:
     resp = _control(args, "reload", plan=args.plan)
     changes, restart = resp.get("changes", []), resp.get("needs_restart", [])
@@ -279,6 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_opts(m, socket=True)
     m.set_defaults(func=_cmd_move)
 
+    cu = sub.add_parser("cleanup", help="forget that RESOURCE failed, on every node",
+                        description="A start or monitor failure marks the resource's unit "
+                                    "failed on that node, and placement avoids the node "
+                                    "from then on.  After fixing the cause, cleanup clears "
+                                    "the mark on every live node (a restart clears it too).")
+    cu.add_argument("resource", metavar="RESOURCE")
+    _add_config_opts(cu, socket=True)
+    cu.set_defaults(func=_cmd_cleanup)
+
     rl = sub.add_parser("reload", help="apply changes of the configuration file",
                         description="The daemon re-reads its configuration file and applies "
                                     "only what changed (keys, handlers, quorum policy, "
@@ -324,12 +339,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from heart import config
+    from heart import config, journal
 
     try:
         return args.func(args)
     except config.ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 1
+    except journal.JournalError as exc:
+        print(f"heart: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:
         print(f"heart: {exc}", file=sys.stderr)

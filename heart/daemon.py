@@ -197,7 +197,10 @@ class Daemon:
                                              cfg.quorum.ping_interval_us / 1e6,
                                              cfg.quorum.ping_timeout_us / 1e6,
                                              self._on_ping_change)
-            await self.pinger.start()
+            try:
+                await self.pinger.start()
+            except PermissionError as exc:
+                raise StartupError(f"quorum.ping_nodes: {exc}") from None
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._stop.set)
         self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -449,10 +452,20 @@ class Daemon:
         else:
             raise StateError(f"unknown state message type {t!r}")
 
+    def _cleanup(self, unit: str, by: str) -> None:
+        if unit in self.state.local.failed:
+            self.state.update_local(failed=[u for u in self.state.local.failed if u != unit])
+            self._event("cleanup", f"{unit}: failure mark on {self.me} cleared ({by})",
+                        node=self.me, resource=unit, evidence={"unit": unit, "by": by})
+            self._publish()
+            self._dirty.set()
+
     def _on_remote_command(self, pr: PeerRuntime, msg: dict) -> None:
         op = msg.get("op")
         if op in ("standby", "unstandby"):
             self._set_standby(op == "standby", by=f"{msg.get('by', pr.name)} via {pr.name}")
+        elif op == "cleanup" and str(msg.get("unit")) in self.units:
+            self._cleanup(str(msg.get("unit")), by=f"heart cleanup on {pr.name}")
         else:
             log.warning("ignoring unknown command %r from %s", op, pr.name)
 
@@ -774,13 +787,29 @@ class Daemon:
             self._publish()
             self._dirty.set()
             return {"ok": True, "message": f"{unit.name} will move to {node}"}
+        if cmd == "cleanup":
+            try:
+                unit = self.cfg.unit_of(str(req.get("resource")))
+            except KeyError:
+                return {"ok": False, "error": f"unknown resource or group "
+                        f"{req.get('resource')!r}"}
+            self._cleanup(unit.name, by="heart cleanup")
+            self._send(encode_message({"t": "cmd", "op": "cleanup", "unit": unit.name,
+                                       "by": self.me}, PAYLOAD_MAX))
+            return {"ok": True, "message": f"{unit.name}: failure marks cleared on every "
+                    f"live node"}
         if cmd == "reload":
             return self.reload(plan_only=bool(req.get("plan")))
-        if cmd == "debug_block" and os.environ.get("HEART_DEBUG_HOOKS") == "1":
-            # Blocks this event loop (the Python side) on purpose: the tests
-            # prove the C engine keeps heartbeating meanwhile.
-            time.sleep(float(req.get("seconds", 1.0)))
-            return {"ok": True}
+        if cmd.startswith("debug_") and os.environ.get("HEART_DEBUG_HOOKS") == "1":
+            if cmd == "debug_block":
+                # Blocks this event loop (the Python side) on purpose: the
+                # tests prove the C engine keeps heartbeating meanwhile.
+                time.sleep(float(req.get("seconds", 1.0)))
+                return {"ok": True}
+            if cmd == "debug_stall":
+                # The engine thread sleeps, as if the machine had paused it.
+                self.engine.debug_stall(int(float(req.get("seconds", 1.0)) * 1e6))
+                return {"ok": True}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def status(self) -> dict:

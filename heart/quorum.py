@@ -251,9 +251,10 @@ class PingMonitor:
 
     ``mode``: "auto" (unprivileged DGRAM ping socket, falling back to RAW),
     "dgram" or "raw" to force one kind.  ``socket_factory(family, sockaddr)``
-    replaces socket creation entirely (tests use it for a socket that never
-    gets replies); a factory's SOCK_RAW sockets are treated as raw ICMP, any
-    other as a ping socket.
+    replaces socket creation entirely and must return a socket already
+    connected to sockaddr (tests use it for a socket that never gets
+    replies); a factory's SOCK_RAW sockets are treated as raw ICMP, any other
+    as a ping socket.
 
     Only the configured addresses are ever sent to; they must be numeric IP
     addresses (no name resolution: DNS may be what just failed).

@@ -149,7 +149,8 @@ def test_hung_action_is_killed_at_its_timeout_while_heartbeats_go_on(cluster, tm
                 resources=lambda k: k.script_resource("stuck", nodes=["alpha"], timeout="1s",
                                                       script=str(hang)) + "retries = 0\n")
     c.start_all()
-    c.wait(lambda: pidfile.exists(), 10, "the hung start to begin")
+    c.wait(lambda: pidfile.exists() and pidfile.read_text().strip(), 10,
+           "the hung start to begin")
     pid = int(pidfile.read_text())
     # The hung start blocks neither the control socket nor the event loop.
     t0 = time.monotonic()

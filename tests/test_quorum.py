@@ -440,7 +440,7 @@ def test_answers_stop_and_resume(private_ns, mode):
 
     async def main():
         watch = Watch()
-        mon = PingMonitor(addresses, 0.03, 0.1, watch, mode=mode)
+        mon = PingMonitor(addresses, 0.05, 0.3, watch, mode=mode)
         with netns.inside(private_ns):
             await mon.start()
         try:
