@@ -109,6 +109,7 @@ bench: build
 	$(PY) -m pytest bench/test_codec_bench.py --benchmark-only
 	$(PY) bench/throughput.py
 	$(PY) bench/send_timing.py
+	$(PY) bench/convergence.py
 
 clean:
 	rm -rf build heart/_core/_ext.c heart/_core/*.so *.egg-info

@@ -520,7 +520,8 @@ class Daemon:
         if old is None or old.quorate != q.quorate:
             if old is not None or not q.quorate:
                 kind = "quorum_regained" if q.quorate else "quorum_lost"
-                self._event(kind, f"{self.me} {'has' if q.quorate else 'lost'} quorum: "
+                verb = ("has" if q.quorate else "lost") if old is not None else "has no"
+                self._event(kind, f"{self.me} {verb} quorum{'' if old else ' yet'}: "
                             f"{q.reason}", node=self.me, evidence={"quorum": q.as_dict()})
                 if old is not None:
                     self._fire(kind, node=self.me, reason=q.reason)
@@ -851,7 +852,8 @@ class Daemon:
         links = []
         for i, lk in enumerate(cfg.links):
             ups = [n["name"] for n in nodes if n.get("links", {}).get(lk.name) == "up"]
-            links.append({"name": lk.name, "kind": lk.kind, "port": lk.port,
+            port = cfg.local.addresses.get(lk.name, (None, lk.port))[1]
+            links.append({"name": lk.name, "kind": lk.kind, "port": port,
                           "peers_up": ups})
         return {"cluster": cfg.cluster_name, "cluster_id": cfg.cluster_id, "node": self.me,
                 "generation": st.local.generation, "version": __version__,

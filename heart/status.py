@@ -40,6 +40,8 @@ def format_status(st: dict[str, Any]) -> str:
         load = attrs.get("load1")
         held = n.get("held") or {}
         holds = ",".join(u if s == "started" else f"{u}({s})" for u, s in held.items())
+        if holds and n.get("state") not in ("self", "up", "late"):
+            holds = "last:" + holds      # what its last record said; it may still run
         heard = n.get("last_heard_ms")
         rows.append([n["name"], str(n["id"]), n.get("state", "?")
                      + (" standby" if n.get("standby") else ""),

@@ -58,7 +58,8 @@ def cluster(tmp_path):
 
 def agreed(c: Cluster, names, resource="www"):
     """Every named daemon sees every named node up, has quorum and reports
-    the same single owner, which really runs the resource."""
+    the same single owner, whose record says the unit started and which
+    really runs the resource."""
     owners = set()
     for n in names:
         st = c.status(n)
@@ -67,8 +68,12 @@ def agreed(c: Cluster, names, resource="www"):
         states = {x["name"]: x["state"] for x in st["nodes"]}
         if any(states[m] not in ("self", "up") for m in names):
             return False
-        owner = next(r["owner"] for r in st["resources"] if r["resource"] == resource)
+        res = next(r for r in st["resources"] if r["resource"] == resource)
+        owner = res["owner"]
         if not isinstance(owner, str):
+            return False
+        held = next(x for x in st["nodes"] if x["name"] == owner).get("held", {})
+        if held.get(res["unit"]) != "started":
             return False
         owners.add(owner)
     if len(owners) != 1:
