@@ -125,6 +125,7 @@ class EngineConfig:
     realtime_priority: int = 0
     lock_memory: bool = False
     spin_us: int = 0
+    event_capacity: int = 4096
     line: int | None = None
 
 
@@ -777,7 +778,7 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 _CLUSTER_KEYS = ("name", "id", "node", "state_dir", "socket", "attributes_interval")
 _TIMING_KEYS = ("interval", "warntime", "deadtime", "initdead", "detector",
                 "phi_threshold", "phi_min_std", "phi_acceptable_pause")
-_ENGINE_KEYS = ("realtime_priority", "lock_memory", "spin")
+_ENGINE_KEYS = ("realtime_priority", "lock_memory", "spin", "event_capacity")
 _AUTH_KEYS = ("key_file", "algorithm", "send_key")
 _LINK_KEYS = ("name", "kind", "port", "group", "interface", "bind", "ttl")
 _NODE_KEYS = ("name", "id", "addresses")
@@ -1196,8 +1197,9 @@ class _Checker:
                                       f"heartbeat interval ({format_duration(timing.interval_us)}"
                                       f"); the engine would spin most of the time")
             spin = 0
+        cap = self.integer(t, p, "event_capacity", 4096, lo=16, hi=1 << 20)
         return EngineConfig(realtime_priority=prio, lock_memory=lock, spin_us=spin,
-                            line=self.loc.exact(p))
+                            event_capacity=cap, line=self.loc.exact(p))
 
     def auth(self, t: dict, present: bool) -> AuthConfig:
         p: Path = ("auth",)

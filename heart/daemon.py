@@ -70,6 +70,7 @@ class PeerRuntime:
     name: str
     id: int
     needs_fence: set[str] = field(default_factory=set)  # units it held when it died
+    late: bool = False
 
 
 def sd_notify(message: str) -> None:
@@ -125,7 +126,8 @@ class Daemon:
                    phi_min_std_us=t.phi_min_std_us,
                    phi_acceptable_pause_us=t.phi_acceptable_pause_us,
                    realtime_priority=cfg.engine.realtime_priority,
-                   lock_memory=cfg.engine.lock_memory, spin_us=cfg.engine.spin_us)
+                   lock_memory=cfg.engine.lock_memory, spin_us=cfg.engine.spin_us,
+                   event_capacity=cfg.engine.event_capacity)
         try:
             for kid, key in cfg.auth.keys.items():
                 e.add_key(kid, key, cfg.auth.algorithm)
@@ -372,6 +374,8 @@ class Daemon:
                 log.info("%s", ev.message)
             else:
                 self._event(name, ev.message, node=self.me)
+            if name == "overflow":
+                self._resync()
             return
         pr = self._peer(ev.node)
         if pr is None:
@@ -383,6 +387,12 @@ class Daemon:
         if name == "state":
             self._on_state_message(pr, ev.data)
             return
+        if name == "peer_up" and pr.late:
+            # Late, then heard again before the dead time: nothing changed
+            # for the cluster; say so in the journal only.
+            pr.late = False
+            self._event("node_recovered", f"{pr.name} is on time again", node=pr.name)
+            return
         if name == "peer_up":
             self.state.set_up(pr.name, True)
             self._ask_record(pr)
@@ -392,11 +402,13 @@ class Daemon:
             if len(self.state.up) == len(self.cfg.nodes) - 1:
                 self.all_seen = True
         elif name == "peer_late":
+            pr.late = True
             self._event("node_late", f"{pr.name} is late: silent for "
                         f"{ev.value / 1000:.1f} ms", node=pr.name,
                         evidence={"silent_ms": ev.value / 1000})
             self._fire("node_late", node=pr.name, reason=f"silent {ev.value / 1000:.1f} ms")
         elif name == "peer_down":
+            pr.late = False
             rec = self.state.records.get(pr.name)
             held = set(rec.held) if rec else set()
             reason = ev.reason_name
@@ -423,6 +435,25 @@ class Daemon:
                         f"{'up' if name == 'link_up' else 'down'}", node=pr.name,
                         evidence={"link": link, "peer": pr.name})
             return
+        self._publish()
+        self._dirty.set()
+
+    def _resync(self) -> None:
+        """Events were dropped (this loop did not drain for a long time):
+        take every peer's state from the engine instead of from events."""
+        for pr in self.peers.values():
+            try:
+                up = self.engine.peer(pr.id)["state"] in ("up", "late")
+            except OSError:
+                continue
+            if up != (pr.name in self.state.up):
+                self._event("node_up" if up else "node_down",
+                            f"{pr.name} is {'up' if up else 'down'} (resynchronised from the "
+                            f"engine after lost events)", node=pr.name,
+                            evidence={"reason": "resync"})
+                self.state.set_up(pr.name, up)
+            if up:
+                self._ask_record(pr)
         self._publish()
         self._dirty.set()
 

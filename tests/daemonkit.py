@@ -61,7 +61,7 @@ def free_udp_ports(n: int) -> list[int]:
 class Cluster:
     def __init__(self, root: Path, names=("alpha", "beta", "gamma"), *,
                  interval="20ms", deadtime="300ms", initdead="1s", resources=None,
-                 extra: str = "", cluster_id: int = 77):
+                 extra: str = "", engine: str = "", cluster_id: int = 77):
         self.root = Path(root)
         self.names = list(names)
         self.marks = self.root / "marks"
@@ -100,6 +100,7 @@ class Cluster:
 
             [engine]
             realtime_priority = {TEST_RT}
+            {engine}
 
             [[link]]
             name = "lo"

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import textwrap
+import threading
 import time
 
 import pytest
@@ -233,3 +234,32 @@ def test_sd_notify_ready_and_sighup_reload(cluster, tmp_path):
         assert c.running_on() == [] and c.running_on("db") == []
     finally:
         s.close()
+
+
+def test_lost_events_resynchronise_from_the_engine(cluster):
+    """The Python side blocked while its event queue overflowed (rejects of
+    a flood fill it) and gamma died meanwhile: the dropped peer_down is
+    recovered from the engine's own peer table."""
+    c = cluster(engine="event_capacity = 16")
+    c.start_all()
+    c.wait(lambda: agreed(c, c.names) == "alpha", 15, "alpha to own www")
+    port = c.status("alpha")["links"][0]["port"]
+    blocker = threading.Thread(target=c.request, args=("alpha", "debug_block"),
+                               kwargs={"seconds": 2.5, "timeout": 30})
+    blocker.start()
+    time.sleep(0.2)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    end = time.monotonic() + 1.8
+    while time.monotonic() < end:          # malformed packets: a reject event each 100 ms
+        s.sendto(b"junk", ("127.0.0.1", port))
+        time.sleep(0.005)
+    s.close()
+    c.kill("gamma")
+    blocker.join()
+    c.wait(lambda: kinds(c, "alpha", "overflow"), 10, "the overflow to be reported")
+    c.wait(lambda: {n["name"]: n["state"] for n in c.status("alpha")["nodes"]}["gamma"]
+           == "down", 10, "gamma down for alpha")
+    st = c.status("alpha")
+    assert st["quorum"]["votes"] == 2 and st["quorum"]["members"] == ["alpha", "beta"]
+    down = kinds(c, "alpha", "node_down", "gamma")
+    assert down and down[-1]["evidence"]["reason"] == "resync"
