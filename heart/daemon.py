@@ -50,6 +50,7 @@ log = logging.getLogger("heart")
 
 RECORD_RESEND_S = 1.0          # anti-entropy: own record to everyone this often
 STALL_HOLDOFF_FACTOR = 2       # after a pause: no acquire for this many dead times
+STOP_RETRY_S = 10.0            # a unit whose stop failed: next attempt after this
 
 
 class StartupError(RuntimeError):
@@ -63,6 +64,7 @@ class UnitRuntime:
     task: asyncio.Task | None = None
     owner_seen: str | None = None   # last placement decision journalled
     reason_seen: str = ""
+    retry_at: float = 0.0           # a failed stop is tried again from then on
 
 
 @dataclass
@@ -621,6 +623,11 @@ class Daemon:
         ur = self.units[unit]
         if ur.state in ("stopped", "stopping"):
             return
+        now = time.monotonic()
+        if ur.state == "failed" and now < ur.retry_at and not force:
+            # A stop that failed is tried again, but not in a tight loop.
+            self.loop.call_later(ur.retry_at - now + 0.001, self._dirty.set)
+            return
         if ur.task is not None:
             if not force:
                 return          # it finishes first; the next pass releases it
@@ -735,6 +742,7 @@ class Daemon:
                 self._set_held(unit, None)     # published: the new owner may start
             else:
                 ur.state = "failed"
+                ur.retry_at = time.monotonic() + STOP_RETRY_S
                 self._set_held(unit, "failed")
         finally:
             ur.task = None

@@ -263,3 +263,32 @@ def test_lost_events_resynchronise_from_the_engine(cluster):
     assert st["quorum"]["votes"] == 2 and st["quorum"]["members"] == ["alpha", "beta"]
     down = kinds(c, "alpha", "node_down", "gamma")
     assert down and down[-1]["evidence"]["reason"] == "resync"
+
+
+def test_a_failed_stop_keeps_the_unit_where_it_may_still_run(cluster, tmp_path):
+    block = tmp_path / "stop-fails"
+    script = tmp_path / "stubborn.sh"
+    script.write_text(f"""#!/bin/sh
+mark="$HEART_PARAM_MARKDIR/$HEART_RESOURCE.$HEART_LOCAL_NODE"
+case "$1" in
+  start)  touch "$mark" ;;
+  stop)   [ -e {block} ] && exit 1; rm -f "$mark" ;;
+  status) [ -e "$mark" ] && exit 0 || exit 3 ;;
+esac
+""")
+    script.chmod(0o755)
+    c = cluster(names=("alpha", "beta"),
+                resources=lambda k: k.script_resource("www", script=str(script))
+                + "retries = 0\n")
+    c.start_all()
+    c.wait(lambda: agreed(c, c.names) == "alpha", 15, "alpha to own www")
+    block.touch()
+    assert c.request("beta", "standby", node="alpha")["ok"]
+    c.wait(lambda: kinds(c, "alpha", "resource_failed", "www"), 10, "the stop to fail")
+    time.sleep(1.0)
+    # alpha may still run www: it stays held there and beta does not start it.
+    assert c.running_on() == ["alpha"]
+    held = {n["name"]: n["held"] for n in c.status("beta")["nodes"]}
+    assert held["alpha"] == {"www": "failed"} and held["beta"] == {}
+    block.unlink()
+    c.wait(lambda: c.running_on() == ["beta"], 20, "the retried stop, then beta")
