@@ -23,8 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, HERE)
 
-from _common import machine_info, write_json  # noqa: E402
-from daemonkit import Cluster  # noqa: E402
+from _common import machine_info, write_json
+from daemonkit import Cluster
 
 
 def main() -> int:
@@ -52,7 +52,7 @@ def main() -> int:
                 t0 = time.monotonic()
                 want = c.status(first)["nodes"][0]["version"]
 
-                def seen():
+                def seen(want=want):
                     for n in others:
                         st = c.status(n)
                         rec = next(x for x in st["nodes"] if x["name"] == first)
@@ -70,8 +70,8 @@ def main() -> int:
     times.sort()
     med = statistics.median(times)
     p95 = times[int(0.95 * (len(times) - 1))]
-    print(f"| nodes | interval | trials | median | p95 | max |")
-    print(f"|---|---|---|---|---|---|")
+    print("| nodes | interval | trials | median | p95 | max |")
+    print("|---|---|---|---|---|---|")
     print(f"| {a.nodes} | {interval:g} ms | {len(times)} | {med:.2f} ms "
           f"({med / interval:.2f} intervals) | {p95:.2f} ms | {times[-1]:.2f} ms |")
     write_json(a.json, {"machine": machine_info(), "nodes": a.nodes, "interval_ms": interval,

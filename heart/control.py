@@ -15,7 +15,8 @@ import contextlib
 import json
 import os
 import socket
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable
+from typing import Any, Callable
 
 Handler = Callable[[dict], Awaitable[dict]]
 MAX_REQUEST = 64 * 1024

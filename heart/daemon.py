@@ -38,9 +38,8 @@ from typing import Any
 
 import psutil
 
-from heart import __version__, placement
+from heart import __version__, dispatch, journal, placement, quorum
 from heart import config as hconfig
-from heart import dispatch, journal, quorum
 from heart._core import PAYLOAD_MAX, Engine
 from heart.control import ControlServer
 from heart.generation import next_generation

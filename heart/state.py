@@ -25,8 +25,9 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from heart import placement
 

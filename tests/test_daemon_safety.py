@@ -11,10 +11,9 @@ import threading
 import time
 
 import pytest
-
 from conftest import need
 from daemonkit import Cluster
-from test_daemon import OwnerWatch, agreed
+from test_daemon import agreed
 
 DUMMY = "/usr/lib/ocf/resource.d/heartbeat/Dummy"
 
