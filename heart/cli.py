@@ -113,19 +113,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_simple(args: argparse.Namespace) -> int:
-    resp = _control(args, args.command, node=args.target)
-    print(resp.get("message", "ok"))
-    return 0
-
-
-def _cmd_move(args: argparse.Namespace) -> int:
-    resp = _control(args, "move", resource=args.resource, node=args.target)
-    print(resp.get("message", "ok"))
-    return 0
-
-
-def _cmd_cleanup(args: argparse.Namespace) -> int:
-    resp = _control(args, "cleanup", resource=args.resource)
+    """standby / unstandby / move / cleanup: one request, print its answer."""
+    kw = {}
+    if getattr(args, "target", None):
+        kw["node"] = args.target
+    if getattr(args, "resource", None):
+        kw["resource"] = args.resource
+    resp = _control(args, args.command, **kw)
     print(resp.get("message", "ok"))
     return 0
 
@@ -283,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("resource", metavar="RESOURCE")
     m.add_argument("target", metavar="NODE")
     _add_config_opts(m, socket=True)
-    m.set_defaults(func=_cmd_move)
+    m.set_defaults(func=_cmd_simple)
 
     cu = sub.add_parser("cleanup", help="forget that RESOURCE failed, on every node",
                         description="A start or monitor failure marks the resource's unit "
@@ -292,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the mark on every live node (a restart clears it too).")
     cu.add_argument("resource", metavar="RESOURCE")
     _add_config_opts(cu, socket=True)
-    cu.set_defaults(func=_cmd_cleanup)
+    cu.set_defaults(func=_cmd_simple)
 
     rl = sub.add_parser("reload", help="apply changes of the configuration file",
                         description="The daemon re-reads its configuration file and applies "

@@ -802,12 +802,19 @@ class Daemon:
             self._send(encode_message({"t": "cmd", "op": cmd, "by": self.me}, PAYLOAD_MAX),
                        pr.id)
             return {"ok": True, "message": f"asked {node} to {cmd}; it publishes the change"}
-        if cmd == "move":
+        if cmd in ("move", "cleanup"):
             try:
                 unit = self.cfg.unit_of(str(req.get("resource")))
             except KeyError:
                 return {"ok": False, "error": f"unknown resource or group "
                         f"{req.get('resource')!r}"}
+        if cmd == "cleanup":
+            self._cleanup(unit.name, by="heart cleanup")
+            self._send(encode_message({"t": "cmd", "op": "cleanup", "unit": unit.name,
+                                       "by": self.me}, PAYLOAD_MAX))
+            return {"ok": True, "message": f"{unit.name}: failure marks cleared on every "
+                    f"live node"}
+        if cmd == "move":
             node = str(req.get("node"))
             if node not in {n.name for n in self.cfg.nodes}:
                 return {"ok": False, "error": f"unknown node {node!r}"}
@@ -826,17 +833,6 @@ class Daemon:
             self._publish()
             self._dirty.set()
             return {"ok": True, "message": f"{unit.name} will move to {node}"}
-        if cmd == "cleanup":
-            try:
-                unit = self.cfg.unit_of(str(req.get("resource")))
-            except KeyError:
-                return {"ok": False, "error": f"unknown resource or group "
-                        f"{req.get('resource')!r}"}
-            self._cleanup(unit.name, by="heart cleanup")
-            self._send(encode_message({"t": "cmd", "op": "cleanup", "unit": unit.name,
-                                       "by": self.me}, PAYLOAD_MAX))
-            return {"ok": True, "message": f"{unit.name}: failure marks cleared on every "
-                    f"live node"}
         if cmd == "reload":
             return self.reload(plan_only=bool(req.get("plan")))
         if cmd.startswith("debug_") and os.environ.get("HEART_DEBUG_HOOKS") == "1":

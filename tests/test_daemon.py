@@ -220,6 +220,7 @@ def test_cli_status_standby_move_events_why(cluster):
     assert all(json.loads(x)["kind"] for x in lines)
     why = heart("why", "www")
     assert "gamma" in why
+    assert "failure marks cleared" in heart("cleanup", "www")
     plan = heart("reload", "--plan")
     assert "nothing changed" in plan
 
