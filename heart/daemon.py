@@ -108,8 +108,10 @@ class Daemon:
         self.grace_until = 0.0         # start-up grace ends here at the latest
         self.grace_over = False
         self.fenced: set[str] = set()
-        self._dirty = asyncio.Event()
-        self._stop = asyncio.Event()
+        # Created in run(): on Python < 3.10 an Event binds to the loop that
+        # exists when it is made, which is not the one asyncio.run() starts.
+        self._dirty: asyncio.Event = None  # type: ignore[assignment]
+        self._stop: asyncio.Event = None  # type: ignore[assignment]
         self._tasks: list[asyncio.Task] = []
         self._exit_code = 0
         self.link_names = [lk.name for lk in cfg.links]
@@ -160,6 +162,8 @@ class Daemon:
     async def run(self) -> int:
         cfg = self.cfg
         self.loop = asyncio.get_running_loop()
+        self._dirty = asyncio.Event()
+        self._stop = asyncio.Event()
         os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
         self.journal = journal.Journal(os.path.join(cfg.state_dir, "journal.db"))
         generation = next_generation(os.path.join(cfg.state_dir, "generation"))
