@@ -580,6 +580,8 @@ class Daemon:
                 ur.owner_seen, ur.reason_seen = d.owner, d.reason
         plan = placement.plan(specs, view, self.me, policy=self.cfg.quorum.no_quorum_policy)
         for name in plan.release:
+            if name not in self.units:
+                continue        # removed by a reload: _retire_unit stops it
             self._start_release(name, decisions[name].reason
                                 if q.quorate else f"no quorum ({q.reason})")
         now = time.monotonic()

@@ -239,6 +239,24 @@ def test_reload_plan_and_apply(cluster):
     c.wait(lambda: c.running_on("db") == ["beta"], 10, "db to start on beta")
     assert c.running_on("www") == ["alpha"]          # placement kept www: it never moved
     assert [a for a in c.actions() if a[2] == "www"][-1][1] == "start"
+    # A changed preference that placement does not act on moves nothing.
+    c.config.write_text(text.replace('auto_failback = true', 'auto_failback = false')
+                        + c.script_resource("db", nodes=["beta", "alpha"]))
+    plan = c.request("beta", "reload", plan=True)
+    assert "change unit www: stays on alpha" in plan["changes"]
+    # Removing db stops it where it runs; www stays.
+    c.config.write_text(text)
+    plan = c.request("beta", "reload", plan=True)
+    assert "remove resource db (stopped here first)" in plan["changes"]
+    for n in c.names:
+        assert c.request(n, "reload")["ok"]
+    c.wait(lambda: c.running_on("db") == [], 10, "db to stop")
+    c.wait(lambda: all(n["held"] == ({"www": "started"} if n["name"] == "alpha" else {})
+                       for n in c.status("beta")["nodes"]), 10, "db to leave beta's record")
+    assert c.running_on("www") == ["alpha"]
+    assert [a for a in c.actions() if a[2] == "www"][-1][1] == "start"
+    # An invalid file changes nothing.
     c.config.write_text(text.replace('interval = "20ms"', 'interval = "x"'))
     bad = c.request("alpha", "reload")
     assert not bad["ok"] and "timing.interval" in bad["error"]
+    assert c.request("alpha", "reload", plan=True)["ok"] is False
