@@ -971,7 +971,12 @@ class Daemon:
         after = placement.place([placement.UnitSpec(u.name, tuple(u.nodes), u.auto_failback)
                                  for u in new.units], view)
         for name in new_units.keys() & old_units.keys():
-            if _strip(new_units[name]) != _strip(old_units[name]):
+            if new_units[name].resources != old_units[name].resources and \
+                    self.units[name].state != "stopped":
+                changes.append(f"restart unit {name} here: its resources changed "
+                               f"({', '.join(old_units[name].resources)} -> "
+                               f"{', '.join(new_units[name].resources)})")
+            elif _strip(new_units[name]) != _strip(old_units[name]):
                 b, a = before[name].owner, after[name].owner
                 changes.append(f"change unit {name}: "
                                + (f"stays on {a or 'no node'}" if a == b
@@ -1009,10 +1014,17 @@ class Daemon:
                 asyncio.ensure_future(self._retire_unit(ur, old))
                 del self.units[name]
         for u in new.units:
-            if u.name in self.units:
-                self.units[u.name].cfg = u
-            else:
+            ur = self.units.get(u.name)
+            if ur is not None and ur.cfg.resources != u.resources and (
+                    ur.state != "stopped" or ur.task is not None):
+                # Its members changed while it runs here: stop the old
+                # members (reverse order), then placement starts the new list.
+                asyncio.ensure_future(self._retire_unit(ur, old))
+                ur = None
+            if ur is None:
                 self.units[u.name] = UnitRuntime(u)
+            else:
+                ur.cfg = u
         for name in new.resources.keys() & old.resources.keys():
             if _strip(new.resources[name]) != _strip(old.resources[name]):
                 asyncio.ensure_future(self._replace_supervisor(name, new.resources[name]))

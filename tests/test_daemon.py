@@ -260,3 +260,28 @@ def test_reload_plan_and_apply(cluster):
     bad = c.request("alpha", "reload")
     assert not bad["ok"] and "timing.interval" in bad["error"]
     assert c.request("alpha", "reload", plan=True)["ok"] is False
+
+
+def test_reload_changes_the_members_of_a_running_group(cluster):
+    def resources(k, members):
+        return "".join(k.script_resource(m).replace("nodes = ", "# nodes = ")
+                       .replace("auto_failback = true", "") for m in members) + (
+            f'\n[[group]]\nname = "web"\nresources = {json.dumps(members)}\n'
+            f'nodes = ["alpha", "beta"]\n')
+
+    c = cluster(names=("alpha", "beta"), resources=lambda k: resources(k, ["www"]))
+    c.start_all()
+    c.wait(lambda: c.running_on("www") == ["alpha"]
+           and c.status("beta")["resources"][0]["owner"] == "alpha", 15, "web on alpha")
+    assert c.running_on("db") == []
+    text = c.config.read_text()
+    start = text.index("\n[[resource]]")
+    c.config.write_text(text[:start] + resources(c, ["www", "db"]))
+    plan = c.request("alpha", "reload", plan=True)
+    assert "restart unit web here: its resources changed (www -> www, db)" in plan["changes"]
+    for n in c.names:
+        assert c.request(n, "reload")["ok"]
+    c.wait(lambda: c.running_on("db") == ["alpha"] and c.running_on("www") == ["alpha"], 10,
+           "the group restarted with both members")
+    acts = [(a, r) for _, a, r, n in c.actions()]
+    assert acts[-3:] == [("stop", "www"), ("start", "www"), ("start", "db")]
