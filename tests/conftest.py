@@ -39,3 +39,21 @@ def lab2(netns_ok):
     """Two nodes on two separate segments."""
     with netns.Lab(n_nodes=2, n_links=2) as lab:
         yield lab
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """cluster(names, **options) -> daemonkit.Cluster: real `heart run`
+    daemons on loopback, all killed (by PID) when the test ends."""
+    from daemonkit import Cluster
+
+    made = []
+
+    def make(*a, **kw):
+        c = Cluster(tmp_path, *a, **kw)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.cleanup()

@@ -153,8 +153,10 @@ class Cluster:
         return p.wait(timeout)
 
     def cleanup(self) -> None:
+        """Kill every daemon this cluster started (by PID), also a stopped one."""
         for p in self.procs.values():
             if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
                 p.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(10)

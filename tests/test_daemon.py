@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 
-import pytest
 from daemonkit import Cluster
 
 
@@ -39,20 +38,6 @@ class OwnerWatch:
     def __exit__(self, *exc):
         self._stop.set()
         self._t.join()
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    clusters = []
-
-    def make(*a, **kw):
-        c = Cluster(tmp_path, *a, **kw)
-        clusters.append(c)
-        return c
-
-    yield make
-    for c in clusters:
-        c.cleanup()
 
 
 def agreed(c: Cluster, names, resource="www"):

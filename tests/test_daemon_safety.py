@@ -10,29 +10,11 @@ import textwrap
 import threading
 import time
 
-import pytest
 from conftest import need
 from daemonkit import Cluster
 from test_daemon import agreed
 
 DUMMY = "/usr/lib/ocf/resource.d/heartbeat/Dummy"
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    made = []
-
-    def make(*a, **kw):
-        c = Cluster(tmp_path, *a, **kw)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        for p in c.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGCONT)
-        c.cleanup()
 
 
 def kinds(c: Cluster, node: str, kind: str, subject: str | None = None) -> list[dict]:
