@@ -24,9 +24,9 @@ CTEST := $(VENV)/bin/ctest
 JOBS ?= 2
 
 APT_PACKAGES := build-essential pkg-config libssl-dev python3-dev python3-venv iproute2 \
-	resource-agents
+	resource-agents tshark tcpdump
 PY_PACKAGES := "setuptools>=64" wheel "Cython>=3.0" cffi hypothesis pytest \
-	pytest-benchmark psutil cryptography cmake
+	pytest-benchmark psutil cryptography cmake pyroute2
 
 .PHONY: all demo test deps system-deps venv build ctest cmake-lib pytest bench clean fuzz
 
@@ -58,7 +58,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 venv: $(PY)
-	@$(PY) -c "import Cython, cffi, hypothesis, pytest, pytest_benchmark, psutil, cryptography, cmake" 2>/dev/null || \
+	@$(PY) -c "import Cython, cffi, hypothesis, pytest, pytest_benchmark, psutil, cryptography, cmake, pyroute2" 2>/dev/null || \
 		$(PIP) install -q $(PY_PACKAGES)
 
 build: deps

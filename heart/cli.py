@@ -178,6 +178,32 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_announce(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    from heart._core import Announcer
+
+    try:
+        addr = ipaddress.ip_address(args.address)
+    except ValueError:
+        raise ValueError(f"{args.address!r} is not an IPv4 or IPv6 address") from None
+    if args.count < 1:
+        raise ValueError(f"--count {args.count}: expected at least 1")
+    if args.interval < 0:
+        raise ValueError(f"--interval {args.interval}: expected 0 or more milliseconds")
+    if args.reply and addr.version == 6:
+        raise ValueError("--reply applies to IPv4 (the ARP reply form); IPv6 always sends "
+                         "unsolicited neighbour advertisements")
+    with Announcer(args.interface) as a:
+        what = ("gratuitous ARP " + ("replies" if args.reply else "requests")
+                if addr.version == 4 else "unsolicited neighbour advertisements")
+        n = a.announce(str(addr), count=args.count, interval_ms=args.interval,
+                       reply=args.reply)
+        print(f"{args.interface} ({a.mac}): sent {n} {what} for {addr}"
+              + (f", {args.interval:g} ms apart" if n > 1 else ""))
+    return 0
+
+
 def _add_config_opts(p: argparse.ArgumentParser, socket: bool = False,
                      state: bool = False) -> None:
     p.add_argument("-c", "--config", metavar="FILE",
@@ -317,6 +343,22 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("subject", metavar="NODE|RESOURCE")
     _add_config_opts(w, state=True)
     w.set_defaults(func=_cmd_why)
+
+    an = sub.add_parser(
+        "announce", help="tell the segment that this host owns ADDRESS (GARP / NA)",
+        description="Sends gratuitous ARP (IPv4; request form, or --reply) or unsolicited "
+                    "neighbour advertisements with the override flag (IPv6) for ADDRESS "
+                    "from INTERFACE's MAC address, like arping -U or send_arp, so every "
+                    "host on the segment updates its neighbour entry at once.  It neither "
+                    "adds nor checks the address.  Needs CAP_NET_RAW (root).")
+    an.add_argument("interface", metavar="INTERFACE")
+    an.add_argument("address", metavar="ADDRESS")
+    an.add_argument("--count", type=int, default=3, help="frames to send (default 3)")
+    an.add_argument("--interval", type=float, default=100.0, metavar="MS",
+                    help="milliseconds between frames (default 100)")
+    an.add_argument("--reply", action="store_true",
+                    help="IPv4: send the ARP reply form instead of the request form")
+    an.set_defaults(func=_cmd_announce)
 
     k = sub.add_parser("keygen", help="write a new random authentication key file",
                        description="Creates FILE (mode 0600, never overwrites) with one "

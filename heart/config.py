@@ -59,7 +59,7 @@ __all__ = [
 
 HANDLER_EVENTS = ("node_up", "node_late", "node_down", "resource_acquire",
                   "resource_release", "resource_failed", "quorum_lost",
-                  "quorum_regained", "stall")
+                  "quorum_regained", "stall", "duplicate_owner")
 
 DEFAULT_PORT = 694
 DEFAULT_STATE_DIR = "/var/lib/heart"
@@ -1091,7 +1091,7 @@ class _Checker:
         nodes = self.nodes(data, links)
         quorum = self.quorum(self.table(data, "quorum"))
         node_name = self.local_name(cluster, nodes)
-        resources = self.resources(data, nodes, node_name)
+        resources = self.resources(data, nodes, node_name, timing.deadtime_us)
         units = self.units(data, resources, nodes)
         handlers = self.handlers(data)
 
@@ -1539,12 +1539,12 @@ class _Checker:
         return lst if ok else None
 
     def resources(self, data: dict, nodes: list[NodeConfig],
-                  node_name: str | None) -> dict[str, ResourceConfig]:
+                  node_name: str | None, deadtime_us: int) -> dict[str, ResourceConfig]:
         out: dict[str, ResourceConfig] = {}
         self._res_paths: dict[str, tuple[Path, dict]] = {}
         for p, t in self.array_tables(data, "resource"):
             name = self.name(t, p, example='"www"')
-            rtype = self.choice(t, p, "type", ("script", "ocf"))
+            rtype = self.choice(t, p, "type", ("script", "ocf", "ipaddr"))
             script = self.string(t, p, "script", None)
             agent = self.string(t, p, "agent", None)
             ocf_root = self.string(t, p, "ocf_root", DEFAULT_OCF_ROOT)
@@ -1573,6 +1573,15 @@ class _Checker:
                     why = _exec_problem(script)
                     if why:
                         self.error(p + ("script",), why)
+            elif rtype == "ipaddr":
+                for key in ("script", "agent", "ocf_root"):
+                    if key in t:
+                        self.error(p + (key,), "does not apply to type = \"ipaddr\" (the "
+                                               "address, interface, ... go in params)")
+                from heart import ipaddr
+
+                for key, msg in ipaddr.validate_params(name or "?", params, deadtime_us):
+                    self.error(p + ("params", key), msg)
             elif rtype == "ocf":
                 if script is not None:
                     self.error(p + ("script",), "applies only to type = \"script\"; an OCF "

@@ -267,7 +267,7 @@ class Daemon:
 
     def _add_supervisor(self, res: Any) -> None:
         env = {**self._base_env(), "HEART_RESOURCE": res.name}
-        agent = dispatch.make_agent(res, env=env)
+        agent = dispatch.make_agent(res, env=env, deadtime_us=self.cfg.timing.deadtime_us)
         self.sups[res.name] = dispatch.ResourceSupervisor(
             res, agent, self._on_action_result, env=env)
 

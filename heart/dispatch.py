@@ -614,15 +614,22 @@ class OcfAgent(Agent):
         return replace(r, ok=status == "running", status=status, error=error)
 
 
-def make_agent(res: ResourceConfig, env: Mapping[str, Any] | None = None) -> Agent:
-    """The agent for ``res.type`` ("script" or "ocf")."""
+def make_agent(res: ResourceConfig, env: Mapping[str, Any] | None = None, *,
+               deadtime_us: int | None = None) -> Agent:
+    """The agent for ``res.type`` ("script", "ocf" or "ipaddr"; the cluster's
+    dead time sets an ipaddr resource's default lease)."""
     if res.type == "script":
         if not res.script:
             raise ValueError(f"resource {res.name}: type \"script\" needs a script path")
         return ScriptAgent(res, env)
     if res.type == "ocf":
         return OcfAgent(res, env)
-    raise ValueError(f"resource {res.name}: unknown type {res.type!r}; expected \"script\" or \"ocf\"")
+    if res.type == "ipaddr":
+        from heart.ipaddr import IpaddrAgent
+
+        return IpaddrAgent(res, env, deadtime_us=deadtime_us)
+    raise ValueError(f"resource {res.name}: unknown type {res.type!r}; expected \"script\", "
+                     f"\"ocf\" or \"ipaddr\"")
 
 
 # --------------------------------------------------------------------------- #
@@ -759,13 +766,19 @@ class ResourceSupervisor:
         """Cancel the monitor (killing its process), let a running start/stop finish
         or time out (no further retries), drop what is pending.  Idempotent."""
         self._closing = True
-        if self._worker is None:
-            return
-        if self._monitor_task is not None:
-            self._monitor_task.cancel()
-        self._wake.set()
-        await asyncio.wait({self._worker})
-        self._idle.set()
+        if self._worker is not None:
+            if self._monitor_task is not None:
+                self._monitor_task.cancel()
+            self._wake.set()
+            await asyncio.wait({self._worker})
+            self._idle.set()
+        # Agents that hold threads or sockets (ipaddr) let them go; the
+        # resource itself is left as it is.
+        closer = getattr(self.agent, "close", None)
+        if closer is not None:
+            res = closer()
+            if asyncio.iscoroutine(res):
+                await res
 
     def _report(self, result: ActionResult) -> None:
         self.last_result = result

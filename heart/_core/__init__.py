@@ -1,4 +1,5 @@
-"""heart._core: the C heartbeat engine and wire codec (libheart) under Cython."""
+"""heart._core: the C heartbeat engine, wire codec and raw-frame announcer
+(libheart) under Cython."""
 from heart._core._ext import (
     ALGORITHMS,
     BACKEND,
@@ -12,12 +13,19 @@ from heart._core._ext import (
     MESSAGE_TYPES,
     PAYLOAD_MAX,
     WIRE_VERSION,
+    Announcer,
+    Claim,
     Engine,
     Event,
     Keyring,
     WireError,
     decode,
+    frame_arp_probe,
+    frame_garp,
+    frame_ns,
+    frame_unsolicited_na,
     now_ns,
+    parse_claim,
     parse_header,
     reject_name,
     seal,
@@ -27,6 +35,8 @@ from heart._core._ext import (
 __all__ = [
     "ALGORITHMS", "BACKEND", "DETECTORS", "EVENT_NAMES", "HEARTBEAT_PAYLOAD_MAX",
     "KEY_LEN", "LINK_KINDS", "MAX_LINKS", "MAX_PEERS", "MESSAGE_TYPES",
-    "PAYLOAD_MAX", "WIRE_VERSION", "Engine", "Event", "Keyring", "WireError",
-    "decode", "now_ns", "parse_header", "reject_name", "seal", "verify",
+    "PAYLOAD_MAX", "WIRE_VERSION", "Announcer", "Claim", "Engine", "Event",
+    "Keyring", "WireError", "decode", "frame_arp_probe", "frame_garp",
+    "frame_ns", "frame_unsolicited_na", "now_ns", "parse_claim", "parse_header",
+    "reject_name", "seal", "verify",
 ]

@@ -2,7 +2,7 @@
 """heart._core._ext: the Cython layer over libheart (src_c/).
 
 One extension module that includes one .pxi per area (errors, wire,
-engine).  The C API is declared once, in libheart.pxd.
+engine, announce).  The C API is declared once, in libheart.pxd.
 """
 import os
 
@@ -15,6 +15,7 @@ from heart._core.libheart cimport *
 include "errors.pxi"
 include "wire.pxi"
 include "engine.pxi"
+include "announce.pxi"
 
 BACKEND = hb_backend().decode()
 WIRE_VERSION = HB_WIRE_VERSION

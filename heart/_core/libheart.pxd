@@ -226,3 +226,65 @@ cdef extern from "heart/heart.h" nogil:
 
     int hb_engine_counters(hb_engine *e, hb_counters *out)
     int hb_engine_send_lateness(hb_engine *e, uint32_t *out_us, int max)
+
+    # ---- raw frames and the announcer (IP takeover) ----
+    enum:
+        HB_ETH_ALEN
+        HB_ETH_HLEN
+        HB_ETH_ZLEN
+        HB_FRAME_ARP_LEN
+        HB_FRAME_NA_LEN
+        HB_FRAME_NS_LEN
+        HB_FRAME_MAX
+
+    enum:
+        HB_CLAIM_ARP_REQUEST
+        HB_CLAIM_ARP_REPLY
+        HB_CLAIM_NA
+
+    enum:
+        HB_ANNOUNCE_REPLY
+        HB_ANNOUNCE_ROUTER
+
+    int hb_frame_garp(uint8_t *buf, size_t cap, const uint8_t *mac,
+                      const uint8_t *ip, int reply)
+    int hb_frame_arp_probe(uint8_t *buf, size_t cap, const uint8_t *mac,
+                           const uint8_t *sender_ip, const uint8_t *target_ip)
+    int hb_frame_unsolicited_na(uint8_t *buf, size_t cap, const uint8_t *mac,
+                                const uint8_t *ip6)
+    int hb_frame_na(uint8_t *buf, size_t cap, const uint8_t *mac,
+                    const uint8_t *ip6, int router)
+    int hb_frame_ns(uint8_t *buf, size_t cap, const uint8_t *mac,
+                    const uint8_t *src6, const uint8_t *target6)
+
+    ctypedef struct hb_claim:
+        int family
+        uint8_t addr[16]
+        uint8_t mac[6]
+        uint8_t eth_src[6]
+        int kind
+        int flags
+
+    int hb_frame_parse_claim(const uint8_t *frame, size_t len, hb_claim *out)
+
+    ctypedef struct hb_eth:
+        pass
+
+    int hb_eth_open(const char *ifname, hb_eth **out)
+    const char *hb_eth_open_failed_call()
+    int hb_eth_send(hb_eth *h, const uint8_t *frame, size_t len)
+    int hb_eth_recv(hb_eth *h, uint8_t *buf, size_t cap, size_t *len)
+    int hb_eth_fd(const hb_eth *h)
+    int hb_eth_hwaddr(const hb_eth *h, uint8_t *mac)
+    int hb_eth_ifindex(const hb_eth *h)
+    void hb_eth_close(hb_eth *h)
+
+    ctypedef struct hb_announcer:
+        pass
+
+    int hb_announcer_open(const char *ifname, hb_announcer **out)
+    void hb_announcer_close(hb_announcer *a)
+    int hb_announce(hb_announcer *a, int family, const uint8_t *addr, int count,
+                    uint32_t interval_us, int flags)
+    int hb_announcer_probe(hb_announcer *a, int family, const uint8_t *addr)
+    hb_eth *hb_announcer_eth(hb_announcer *a)

@@ -68,6 +68,25 @@ HB_HIDDEN int hb_recv_batch(int fd, hb_dgram *d, int n);
  * when the first one failed. */
 HB_HIDDEN int hb_send_batch(int fd, hb_dgram *d, int n);
 
+/* ---- raw Ethernet frames (IP takeover) ----
+ *
+ * Each backend defines struct hb_eth and the hb_eth_* functions declared in
+ * heart/heart.h (libdnet's eth_open / eth_send / eth_close is the model):
+ *
+ *   hb_eth_open(ifname, &h)     -ENODEV unknown interface, -EPERM without
+ *                               the privilege, -ENOTSUP not Ethernet;
+ *                               hb_eth_open_failed_call() names the call
+ *   hb_eth_send(h, frame, len)  one whole Ethernet II frame, no FCS
+ *   hb_eth_recv(h, buf, cap, &len)  non-blocking (-EAGAIN); only ARP and
+ *                               ICMPv6 neighbour advertisements received on
+ *                               the interface, none of our own, no VLAN tags
+ *   hb_eth_fd(h)                pollable for hb_eth_recv
+ *   hb_eth_hwaddr, hb_eth_ifindex, hb_eth_close (NULL is fine)
+ *
+ * Frames are built and parsed by the core (frames.c); the announcer
+ * (announce.c) is core code on top of these.  A backend without raw frames
+ * answers -ENOSYS from hb_eth_open (platform/none). */
+
 /* ---- portable implementations (core/portable.c) ---- */
 
 typedef struct hb_ploop hb_ploop; /* the poll(2) loop */

@@ -424,6 +424,159 @@ HB_API int hb_engine_counters(hb_engine *e, hb_counters *out);
 #define HB_LATENESS_RING 16384
 HB_API int hb_engine_send_lateness(hb_engine *e, uint32_t *out_us, int max);
 
+/* ------------------------------------------------------------------ */
+/* Raw frames: gratuitous ARP, neighbour advertisements (IP takeover)  */
+/* ------------------------------------------------------------------ */
+
+/* Ethernet II frames without FCS.  Every field is written byte by byte in
+ * network order, so the builders give the same bytes on any host.  Frames
+ * shorter than HB_ETH_ZLEN (ARP: 42 bytes) are padded with zeros to it, the
+ * shortest frame Ethernet carries.  docs/announce.md has the layouts. */
+#define HB_ETH_ALEN 6
+#define HB_ETH_HLEN 14
+#define HB_ETH_ZLEN 60
+#define HB_FRAME_ARP_LEN 60   /* ARP over Ethernet, padded */
+#define HB_FRAME_NA_LEN 86    /* 14 + 40 (IPv6) + 24 (NA) + 8 (target ll option) */
+#define HB_FRAME_NS_LEN 86    /* 78 when the source is :: (no source ll option) */
+#define HB_FRAME_MAX 128      /* room for every frame the builders make */
+
+/* Frame builders: platform-neutral, into the caller's buffer; return the
+ * frame length, -ENOSPC (cap too small) or -EINVAL (a NULL pointer, a MAC
+ * that is zero or a group address, an address that cannot be claimed or
+ * asked for: IPv4 0.0.0.0, 255.255.255.255 or multicast; IPv6 :: or
+ * multicast). */
+
+/* Gratuitous ARP for ip.  Request form (reply == 0, what arping -U and
+ * keepalived send; an RFC 5227 ARP announcement): op 1, sender = target = ip,
+ * sender hw = mac, target hw 00:00:00:00:00:00.  Reply form (reply != 0):
+ * op 2, sender = target = ip, target hw = mac (the sender's own: Linux counts
+ * an ARP reply as gratuitous only when target hw equals sender hw, and only
+ * then lets it override a neighbour entry younger than locktime).  Both go to
+ * ff:ff:ff:ff:ff:ff from mac. */
+HB_API int hb_frame_garp(uint8_t *buf, size_t cap, const uint8_t mac[6],
+                         const uint8_t ip[4], int reply);
+
+/* ARP request "who has target_ip" from mac, to broadcast.  sender_ip
+ * 0.0.0.0 makes an RFC 5227 ARP probe (Linux answers it for an address it
+ * has configured, with a unicast reply to mac). */
+HB_API int hb_frame_arp_probe(uint8_t *buf, size_t cap, const uint8_t mac[6],
+                              const uint8_t sender_ip[4],
+                              const uint8_t target_ip[4]);
+
+/* Unsolicited neighbour advertisement (RFC 4861 4.4): ICMPv6 type 136,
+ * override set, solicited 0, router 0, target ip6, option 2 (target
+ * link-layer address) = mac; IPv6 source ip6, destination ff02::1 (Ethernet
+ * 33:33:00:00:00:01), hop limit 255, ICMPv6 checksum over the pseudo-header. */
+HB_API int hb_frame_unsolicited_na(uint8_t *buf, size_t cap, const uint8_t mac[6],
+                                   const uint8_t ip6[16]);
+/* The same with the router flag set when router != 0 (a node that forwards). */
+HB_API int hb_frame_na(uint8_t *buf, size_t cap, const uint8_t mac[6],
+                       const uint8_t ip6[16], int router);
+
+/* Neighbour solicitation (RFC 4861 4.3) for target6, to its solicited-node
+ * multicast group ff02::1:ffXX:XXXX (Ethernet 33:33:ff:XX:XX:XX), hop limit
+ * 255.  src6 may be :: (as in duplicate address detection): then there is no
+ * source link-layer option, and an owner of target6 answers with an NA to
+ * all nodes; otherwise option 1 = mac is included. */
+HB_API int hb_frame_ns(uint8_t *buf, size_t cap, const uint8_t mac[6],
+                       const uint8_t src6[16], const uint8_t target6[16]);
+
+enum hb_claim_kind {
+    HB_CLAIM_ARP_REQUEST = 1,
+    HB_CLAIM_ARP_REPLY = 2,
+    HB_CLAIM_NA = 3,
+};
+
+/* What a frame says about who has an address. */
+typedef struct hb_claim {
+    int family;          /* AF_INET or AF_INET6 (<sys/socket.h>) */
+    uint8_t addr[16];    /* the address claimed (4 bytes used for IPv4) */
+    uint8_t mac[6];      /* the MAC that claims it: ARP sender hw / NA target
+                            link-layer option, else the Ethernet source */
+    uint8_t eth_src[6];
+    int kind;            /* enum hb_claim_kind */
+    int flags;           /* NA: its R/S/O bits (0x80 router, 0x40 solicited,
+                            0x20 override); ARP: 0 */
+} hb_claim;
+
+/* Untrusted bytes (a frame off the wire, Ethernet II, trailing padding
+ * allowed; no VLAN tag).  0 and *out filled for: an ARP packet for IPv4 over
+ * Ethernet (htype 1, ptype 0x0800, lengths 6 and 4), op request or reply,
+ * with a sender address other than 0.0.0.0; or an ICMPv6 neighbour
+ * advertisement with IPv6 next header 58 (no extension headers), hop limit
+ * 255, code 0, a correct checksum, at least 24 bytes, a target that is not
+ * multicast, solicited 0 when sent to a multicast address, options of
+ * nonzero length that fit, and a target link-layer option (if any) of
+ * exactly 8 bytes.  -EINVAL otherwise (*out untouched); never reads past
+ * len; frame may be NULL when len is 0. */
+HB_API int hb_frame_parse_claim(const uint8_t *frame, size_t len, hb_claim *out);
+
+/* The raw-frame handle of the platform backend (libdnet's eth_open /
+ * eth_send / eth_close is the model): src_c/platform/linux/ uses an AF_PACKET
+ * socket; platform/none answers -ENOSYS.  One handle may send from several
+ * threads at once; receive from one thread at a time. */
+typedef struct hb_eth hb_eth;
+
+/* -ENODEV: no such interface; -EPERM (or -EACCES): no CAP_NET_RAW;
+ * -ENOTSUP: not an Ethernet interface (loopback, tun, ...); -ENOSYS: a
+ * backend without raw frames; -EINVAL: NULL or an empty name. */
+HB_API int hb_eth_open(const char *ifname, hb_eth **out);
+/* Text naming the call that made the last hb_eth_open() of this thread fail,
+ * e.g. "socket(AF_PACKET, SOCK_RAW)"; "" after a success. */
+HB_API const char *hb_eth_open_failed_call(void);
+/* Send one whole frame (Ethernet header included) on the interface.  Does
+ * not block on a full queue (-EAGAIN / -ENOBUFS); -ENETDOWN when the
+ * interface is down; -EINVAL when len < HB_ETH_HLEN. */
+HB_API int hb_eth_send(hb_eth *h, const uint8_t *frame, size_t len);
+/* Non-blocking: 0 and one frame in buf (*len bytes; a longer frame is cut to
+ * cap), or -EAGAIN when nothing waits.  Only ARP frames and ICMPv6 neighbour
+ * advertisements that arrived on the interface come through (a kernel
+ * filter on Linux): no frames this host sent, no VLAN-tagged frames. */
+HB_API int hb_eth_recv(hb_eth *h, uint8_t *buf, size_t cap, size_t *len);
+/* Readable (poll) while hb_eth_recv has something. */
+HB_API int hb_eth_fd(const hb_eth *h);
+/* The interface's MAC address, as read at open. */
+HB_API int hb_eth_hwaddr(const hb_eth *h, uint8_t mac[6]);
+HB_API int hb_eth_ifindex(const hb_eth *h);
+HB_API void hb_eth_close(hb_eth *h);
+
+/* ---- the announcer: an hb_eth plus a preallocated frame buffer ---- */
+
+typedef struct hb_announcer hb_announcer;
+
+/* Errors of hb_eth_open. */
+HB_API int hb_announcer_open(const char *ifname, hb_announcer **out);
+HB_API void hb_announcer_close(hb_announcer *a);
+
+#define HB_ANNOUNCE_REPLY 1   /* IPv4: the gratuitous ARP reply form */
+#define HB_ANNOUNCE_ROUTER 2  /* IPv6: set the router flag of the NA */
+
+/* Announce addr (4 bytes for AF_INET, 16 for AF_INET6) as ours: count
+ * frames (gratuitous ARP, or unsolicited NA), the first at once, then one
+ * every interval_us on CLOCK_MONOTONIC absolute deadlines (so the spacing
+ * does not drift with the time each send takes).  Returns count, or -errno
+ * from the first send that failed (the frames before it went out), or
+ * -EINVAL (count < 1, unknown family or flag, REPLY with AF_INET6, ROUTER
+ * with AF_INET, an address that cannot be announced).  Blocks for
+ * (count - 1) * interval_us: call it without the GIL.  Thread-safe: each
+ * frame is built and sent under the announcer's lock, which is not held
+ * while waiting, so calls from several threads interleave. */
+HB_API int hb_announce(hb_announcer *a, int family, const uint8_t *addr,
+                       int count, uint32_t interval_us, int flags);
+
+/* Ask the segment who has addr, so that its owners answer (the answers come
+ * through hb_eth_recv and parse as claims).  IPv4: an RFC 5227 ARP probe
+ * (sender 0.0.0.0, target addr): Linux, and RFC 5227 hosts, answer it for a
+ * configured address with an ARP reply, and a sender address of 0 changes no
+ * neighbour table on the segment.  A probe that carried addr as sender
+ * would be a gratuitous ARP, which nobody answers.  IPv6: a neighbour
+ * solicitation from :: for addr (as in duplicate address detection), which
+ * owners answer with an NA (override set) to all nodes.  0 or -errno. */
+HB_API int hb_announcer_probe(hb_announcer *a, int family, const uint8_t *addr);
+
+/* The announcer's handle: its fd, MAC, ifindex, and hb_eth_recv. */
+HB_API hb_eth *hb_announcer_eth(hb_announcer *a);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,7 @@
 /*
- * platform_none.c - the "none" backend: no raw frames (IP takeover says
- * ENOSYS, in a later issue), and the portable POSIX loop, notifier and
- * datagram I/O from core/portable.c.
+ * platform_none.c - the "none" backend: no raw frames (hb_eth_open says
+ * ENOSYS, so IP takeover announcements are unavailable), and the portable
+ * POSIX loop, notifier and datagram I/O from core/portable.c.
  */
 #include "platform.h"
 
@@ -82,4 +82,52 @@ int hb_send_batch(int fd, hb_dgram *d, int n)
 void hb_platform_thread_setup(void)
 {
     hb_portable_thread_setup();
+}
+
+/* ---- raw frames: none ---- */
+
+struct hb_eth {
+    int unused;
+};
+
+const char *hb_eth_open_failed_call(void)
+{
+    return "hb_eth_open (the none backend has no raw frames)";
+}
+
+int hb_eth_open(const char *ifname, hb_eth **out)
+{
+    if (out != NULL)
+        *out = NULL;
+    return -ENOSYS;
+}
+
+int hb_eth_send(hb_eth *h, const uint8_t *frame, size_t len)
+{
+    return -ENOSYS;
+}
+
+int hb_eth_recv(hb_eth *h, uint8_t *buf, size_t cap, size_t *len)
+{
+    return -ENOSYS;
+}
+
+int hb_eth_fd(const hb_eth *h)
+{
+    return -ENOSYS;
+}
+
+int hb_eth_hwaddr(const hb_eth *h, uint8_t mac[6])
+{
+    return -ENOSYS;
+}
+
+int hb_eth_ifindex(const hb_eth *h)
+{
+    return -ENOSYS;
+}
+
+void hb_eth_close(hb_eth *h)
+{
+    (void)h;
 }

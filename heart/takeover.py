@@ -1,0 +1,167 @@
+"""Confirmed takeover and the duplicate-owner watch.
+
+Both listen to the claims the C announcer receives on an interface (ARP
+requests and replies, IPv6 neighbour advertisements: who says "this address
+is at my MAC") and compare them with this node's own MAC.
+
+* ``confirm()``: after a new owner announced an address, it asks the segment
+  who has it (an ARP probe / a neighbour solicitation) and listens.  Any
+  other MAC that answers means someone else still owns the address (an old
+  owner that hangs with the address configured, say): re-announce, wait
+  longer (backoff), ask again, until only this node answers or the rounds
+  run out.  The time to convergence goes into the journal.
+* ``ClaimWatch``: while a node holds addresses, every claim for one of them
+  from another MAC is reported (a second owner); the daemon's rule decides
+  who keeps it.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any, Callable
+
+log = logging.getLogger("heart")
+
+
+def _norm(mac: str) -> str:
+    return mac.lower()
+
+
+def norm_addr(address: str) -> str:
+    """One spelling per address ("2001:DB8:0::1" and "2001:db8::1" are one)."""
+    return str(ipaddress.ip_address(address))
+
+
+class ClaimWatch:
+    """Reports claims for watched addresses from MACs other than ours.
+
+    One per announcer (interface).  ``callback(address, mac, kind)`` runs in
+    the event loop; a claim from the same MAC for the same address is
+    reported at most once per ``quiet_s`` so a flood cannot flood the
+    daemon."""
+
+    def __init__(self, ann: Any, quiet_s: float = 1.0) -> None:
+        self.ann = ann
+        self.own = _norm(ann.mac)
+        self.quiet_s = quiet_s
+        self._watch: dict[str, Callable[[str, str, str], None]] = {}
+        self._taps: list[Callable[[str, str, str], None]] = []
+        self._last: dict[tuple[str, str], float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _start(self) -> None:
+        # The one reader of the announcer's fd (asyncio allows one per fd).
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self.ann.claims(1000)             # what arrived before is stale
+            self._loop.add_reader(self.ann.fileno(), self._readable)
+
+    def add(self, address: str, callback: Callable[[str, str, str], None]) -> None:
+        self._start()
+        self._watch[norm_addr(address)] = callback
+
+    def tap(self, fn: Callable[[str, str, str], None]) -> None:
+        """Also pass every claim from another MAC to fn, unthrottled (confirm)."""
+        self._start()
+        self._taps.append(fn)
+
+    def untap(self, fn: Callable[[str, str, str], None]) -> None:
+        if fn in self._taps:
+            self._taps.remove(fn)
+
+    def remove(self, address: str) -> None:
+        self._watch.pop(norm_addr(address), None)
+
+    @property
+    def watching(self) -> bool:
+        return bool(self._watch or self._taps)
+
+    def close(self) -> None:
+        """Stop reading (before the announcer is closed: its fileno() is
+        gone then)."""
+        if self._loop is not None:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(self.ann.fileno())
+            self._loop = None
+        self._watch.clear()
+
+    def _readable(self) -> None:
+        try:
+            claims = self.ann.claims(1000)
+        except OSError as exc:
+            log.warning("%s: reading claims: %s", self.ann.ifname, exc)
+            return
+        now = time.monotonic()
+        for c in claims:
+            mac = _norm(c.mac)
+            if mac == self.own:
+                continue
+            addr = norm_addr(c.address)
+            for fn in list(self._taps):
+                fn(addr, mac, c.kind)
+            cb = self._watch.get(addr)
+            if cb is None:
+                continue
+            key = (addr, mac)
+            if now - self._last.get(key, -1e9) < self.quiet_s:
+                continue
+            self._last[key] = now
+            try:
+                cb(addr, mac, c.kind)
+            except Exception:  # a callback bug must not stop the watch
+                log.exception("duplicate-owner callback for %s", addr)
+
+
+async def confirm(watch: ClaimWatch, address: str, *,
+                  probe: Callable[[], Awaitable[Any]],
+                  reannounce: Callable[[], Awaitable[Any]], window_s: float = 0.05,
+                  max_rounds: int = 6, backoff: float = 2.0) -> dict:
+    """Probe until only this host answers for address.
+
+    ``watch`` is the ClaimWatch of the address's interface (the one reader
+    of its announcer); ``probe()`` sends one ARP probe / neighbour
+    solicitation, ``reannounce()`` one announcement (both through the
+    resource agent, which orders every frame it sends).  Returns
+    {"converged": bool, "converged_ms": float | None, "rounds": int,
+    "others": [MACs that answered]}.  Never raises for what the segment does."""
+    address = norm_addr(address)
+    t0 = time.monotonic()
+    others_ever: set[str] = set()
+    got = asyncio.Event()
+    seen: set[str] = set()
+
+    def tap(addr: str, mac: str, kind: str) -> None:
+        if addr == address:
+            seen.add(mac)
+            got.set()
+
+    watch.tap(tap)
+    try:
+        window = window_s
+        for rnd in range(1, max_rounds + 1):
+            seen.clear()
+            got.clear()
+            await probe()
+            try:
+                await asyncio.wait_for(got.wait(), window)
+            except asyncio.TimeoutError:
+                pass
+            else:
+                # Let the rest of this round's answers arrive too.
+                await asyncio.sleep(min(window, 0.01))
+            if not seen:
+                return {"converged": True, "rounds": rnd, "others": sorted(others_ever),
+                        "converged_ms": round((time.monotonic() - t0) * 1000, 3)}
+            others_ever |= seen
+            log.warning("%s: %s still answer(s) for %s; announcing again", watch.ann.ifname,
+                        ", ".join(sorted(seen)), address)
+            await reannounce()
+            window *= backoff
+        return {"converged": False, "rounds": max_rounds, "others": sorted(others_ever),
+                "converged_ms": None}
+    finally:
+        watch.untap(tap)
