@@ -38,7 +38,7 @@ from typing import Any
 
 import psutil
 
-from heart import __version__, dispatch, journal, placement, quorum
+from heart import __version__, dispatch, journal, placement, quorum, takeover
 from heart import config as hconfig
 from heart._core import PAYLOAD_MAX, Engine
 from heart.control import ControlServer
@@ -108,6 +108,8 @@ class Daemon:
         self.grace_until = 0.0         # start-up grace ends here at the latest
         self.grace_over = False
         self.fenced: set[str] = set()
+        self.watches: dict[str, takeover.ClaimWatch] = {}     # resource -> its watch
+        self.confirms: dict[str, asyncio.Task] = {}
         # Created in run(): on Python < 3.10 an Event binds to the loop that
         # exists when it is made, which is not the one asyncio.run() starts.
         self._dirty: asyncio.Event = None  # type: ignore[assignment]
@@ -340,11 +342,15 @@ class Daemon:
 
     def _on_stall(self, ev: Any) -> None:
         dead = self.cfg.timing.deadtime_us
-        over = ev.value > dead
+        # Peers count silence from our last heartbeat before the stall, which
+        # went out up to one interval earlier: a stall that long plus an
+        # interval may already have made us dead to them.
+        over = ev.value + self.cfg.timing.interval_us >= dead
         held = [u for u, r in self.units.items() if r.state in ("starting", "started")]
         self._event("stall",
                     f"the engine on {self.me} was not scheduled for {ev.value / 1000:.1f} ms"
-                    + (f" (longer than the dead time {dead / 1000:.0f} ms): releasing "
+                    + (f" (with the interval before it, at least the dead time "
+                       f"{dead / 1000:.0f} ms: peers may have declared it dead): releasing "
                        f"{', '.join(held) or 'nothing'} before anything else" if over else ""),
                     node=self.me,
                     evidence={"stall_ms": ev.value / 1000, "deadtime_ms": dead / 1000,
@@ -637,6 +643,11 @@ class Daemon:
             if not force:
                 return          # it finishes first; the next pass releases it
             ur.task.cancel()
+        # Public at once, before any other event is handled (a record sent
+        # in the same batch must not say "started"): peers then know this
+        # node is giving the unit up, and placement does not keep it here.
+        ur.state = "stopping"
+        self._set_held(unit, "stopping")
         ur.task = asyncio.ensure_future(self._release(unit, reason))
 
     async def _fence_for(self, unit: str) -> bool:
@@ -692,6 +703,7 @@ class Daemon:
                     self._mark_failed(unit)
                     return
                 done.append(rname)
+                self._watch_start(unit, rname)
                 r = sup.last_result
                 self._event("resource_acquire",
                             f"{rname} started on {self.me} ({_outcome(r)}) because {reason}",
@@ -710,12 +722,112 @@ class Daemon:
                             node=self.me, resource=bad[0], evidence={"unit": unit})
                 self._mark_failed(unit)
         finally:
-            ur.task = None
+            if ur.task is asyncio.current_task():   # not replaced by a forced release
+                ur.task = None
             self._dirty.set()
+
+    # ------------------------------------------------- addresses on the wire
+    def _watch_start(self, unit: str, rname: str) -> None:
+        """An address resource just came up here: confirm that only this
+        node answers for it, then watch for a second owner while held."""
+        agent = self.sups[rname].agent
+        ann = getattr(agent, "announcer", None)
+        if ann is None:
+            return
+        address = agent.params.address
+        w = takeover.ClaimWatch(ann)
+        self.watches[rname] = w
+        w.add(address, lambda addr, mac, kind: self._on_duplicate(unit, rname, addr, mac,
+                                                                  kind, ann.mac))
+        self.confirms[rname] = asyncio.ensure_future(self._confirm(rname, w, agent))
+
+    def _watch_stop(self, rname: str) -> None:
+        task = self.confirms.pop(rname, None)
+        if task is not None:
+            task.cancel()
+        w = self.watches.pop(rname, None)
+        if w is not None:
+            w.close()
+
+    async def _confirm(self, rname: str, w: takeover.ClaimWatch, agent: Any) -> None:
+        address, iface = agent.params.address, agent.params.interface
+        try:
+            lease = agent.params.lease_s or 0
+            r = await takeover.confirm(w, address, probe=agent.probe,
+                                       reannounce=lambda: agent.announce(1),
+                                       max_s=max(5.0, lease + 2.0))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the address is up; only the check failed
+            self._event("takeover_unconfirmed", f"{address} on {iface}: could not probe "
+                        f"the segment: {exc}", node=self.me, resource=rname)
+            return
+        if r["converged"]:
+            self._event("takeover_confirmed",
+                        f"{address} on {iface}: only {self.me} answers, "
+                        f"{r['converged_ms']:.1f} ms after the start ({r['rounds']} probe "
+                        f"round{'s' if r['rounds'] != 1 else ''}"
+                        + (f"; {', '.join(r['others'])} answered before" if r["others"]
+                           else "") + ")",
+                        node=self.me, resource=rname, evidence=r)
+        else:
+            self._event("takeover_unconfirmed",
+                        f"{address} on {iface}: {', '.join(r['others'])} still answer(s) "
+                        f"after {r['rounds']} rounds of probes and announcements",
+                        node=self.me, resource=rname, evidence=r)
+
+    def _mac_owner(self, mac: str) -> str | None:
+        """The live peer whose record lists mac among its interfaces."""
+        for name in sorted(self.state.up):
+            rec = self.state.records.get(name)
+            if rec and mac in (rec.attributes.get("macs") or ()):
+                return name
+        return None
+
+    def _on_duplicate(self, unit: str, rname: str, address: str, mac: str, kind: str,
+                      own_mac: str) -> None:
+        """Another MAC claims an address this node holds.  The rule is
+        placement's, so every node that shares a view applies the same one:
+        a node that is not quorate, or that placement does not put the unit
+        on, gives the address up; the node placement puts it on keeps it and
+        announces again.  (Placement itself settles two live holders: the
+        more preferred keeps the unit.)  A claimant that is not a live member
+        (down, hung, foreign) cannot take part; its claim is out-announced."""
+        # Pause safety comes first: if this loop was not running (the process
+        # was stopped), the engine's stall report may be waiting behind this
+        # claim.  Handle engine events now; a stall releases the unit.
+        self._on_engine_readable()
+        ur = self.units.get(unit)
+        if ur is None or ur.state != "started" or ur.task is not None:
+            return          # being released (or started) already
+        q = self._compute_quorum()
+        placed = placement.place(self._unit_specs(), self.state.view(q.quorate))[unit].owner
+        peer = self._mac_owner(mac)
+        if not q.quorate or placed != self.me:
+            keep, why = False, (f"placement puts {unit} on {placed or 'no node'}"
+                                if q.quorate else "this node has no quorum")
+        else:
+            keep, why = True, ("placement puts it here" + (
+                f"; {peer} is a live member and gives it up by the same rule" if peer else
+                "; the other claimant is not a live member (down, hung or foreign)"))
+        self._event("duplicate_owner",
+                    f"{mac}{f' ({peer})' if peer else ''} also claims {address} ({kind}); "
+                    f"{self.me} {'keeps it and announces again' if keep else 'gives it up'}: "
+                    f"{why}", node=self.me, resource=rname,
+                    evidence={"address": address, "mac": mac, "own_mac": own_mac,
+                              "kind": kind, "peer": peer, "keep": keep, "rule": why})
+        self._fire("duplicate_owner", resource=rname, node=self.me, reason=why,
+                   address=address, mac=mac)
+        if keep:
+            agent = self.sups[rname].agent
+            asyncio.ensure_future(agent.announce())
+        else:
+            self._start_release(unit, f"duplicate owner of {address}: {why}", force=True)
 
     async def _stop_resources(self, names: list[str], unit: str) -> bool:
         ok = True
         for rname in names:
+            self._watch_stop(rname)
             sup = self.sups[rname]
             sup.request("stop")
             await sup.wait_idle()
@@ -740,7 +852,7 @@ class Daemon:
         ur = self.units[unit]
         try:
             ur.state = "stopping"
-            self._set_held(unit, "stopping")
+            self._set_held(unit, "stopping")      # (already so, via _start_release)
             log.info("releasing %s: %s", unit, reason)
             if await self._stop_resources(list(reversed(ur.cfg.resources)), unit):
                 ur.state = "stopped"
@@ -750,7 +862,8 @@ class Daemon:
                 ur.retry_at = time.monotonic() + STOP_RETRY_S
                 self._set_held(unit, "failed")
         finally:
-            ur.task = None
+            if ur.task is asyncio.current_task():   # not replaced by a forced release
+                ur.task = None
             self._dirty.set()
 
     async def _periodic(self) -> None:
@@ -776,7 +889,8 @@ class Daemon:
                  "mem_available_mb": int(vm.available / 2**20),
                  "mem_total_mb": int(vm.total / 2**20),
                  "cpus": psutil.cpu_count() or 1,
-                 "cpu_percent": round(psutil.cpu_percent(None))}
+                 "cpu_percent": round(psutil.cpu_percent(None)),
+                 "macs": _local_macs()}
         self.state.update_local(attributes=attrs)
 
     # ------------------------------------------------------------- commands
@@ -847,6 +961,15 @@ class Daemon:
                 # tests prove the C engine keeps heartbeating meanwhile.
                 time.sleep(float(req.get("seconds", 1.0)))
                 return {"ok": True}
+            if cmd == "debug_tasks":
+                import io
+
+                out = []
+                for t in asyncio.all_tasks():
+                    buf = io.StringIO()
+                    t.print_stack(file=buf)
+                    out.append(buf.getvalue())
+                return {"ok": True, "tasks": out}
             if cmd == "debug_stall":
                 # The engine thread sleeps, as if the machine had paused it.
                 self.engine.debug_stall(int(float(req.get("seconds", 1.0)) * 1e6))
@@ -1097,6 +1220,17 @@ class Daemon:
             self.journal.close()
         if not ok:
             self._exit_code = 1
+
+
+def _local_macs() -> list[str]:
+    """This host's interface MACs (the duplicate-owner rule asks whose a
+    claiming MAC is)."""
+    macs = set()
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family == psutil.AF_LINK and a.address and a.address != "00:00:00:00:00:00":
+                macs.add(a.address.lower())
+    return sorted(macs)
 
 
 def _strip(obj: Any) -> Any:

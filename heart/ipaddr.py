@@ -843,7 +843,14 @@ class IpaddrAgent(Agent):
         fut = loop.run_in_executor(self._worker(), fn, *args)
         if timeout_s is None:
             return await fut
-        return await asyncio.wait_for(fut, timeout_s)
+        # Not asyncio.wait_for: before Python 3.12 it can swallow a
+        # cancellation that arrives as the call completes, and a renewal
+        # task cancelled by stop() would then never end (seen in the lab:
+        # the release after a pause hung in _halt()).
+        done, _ = await asyncio.wait({fut}, timeout=timeout_s)
+        if not done:
+            raise asyncio.TimeoutError
+        return fut.result()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

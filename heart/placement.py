@@ -42,6 +42,7 @@ class NodeView:
     standby: bool
     held: frozenset[str] = frozenset()     # units it holds, is acquiring or releasing
     failed: frozenset[str] = frozenset()   # units that failed there: not placed there again
+    releasing: frozenset[str] = frozenset()  # of held, the units it is giving up
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,9 @@ def _place_one(unit: UnitSpec, view: View) -> Decision:
             note = f"; the move to {target} is ignored: not in its nodes list"
 
     if not unit.auto_failback:
-        holders = [n for n in candidates if unit.name in view.nodes[n].held]
+        # A node that is already giving the unit up does not keep it.
+        holders = [n for n in candidates if unit.name in view.nodes[n].held
+                   and unit.name not in view.nodes[n].releasing]
         if holders:
             keeper = holders[0]
             extra = ""

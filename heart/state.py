@@ -161,6 +161,7 @@ class ClusterState:
         self.digests: dict[str, int] = {}         # peer -> version its digest announced
         self.up: set[str] = set()                 # peers the engine says are up
         self.hears: dict[str, frozenset[str]] = {}  # peer -> nodes it hears (its digest)
+        self.refresh: set[str] = set()            # peers whose record must be re-sent
 
     # -- the local record ------------------------------------------------
     def update_local(self, **changes: Any) -> bool:
@@ -188,6 +189,10 @@ class ClusterState:
     # -- what peers tell us ----------------------------------------------
     def set_up(self, name: str, up: bool) -> None:
         if up:
+            if name not in self.up:
+                # Back after being down: what its last record says (what it
+                # held, say) may be old news; wait for a fresh one.
+                self.refresh.add(name)
             self.up.add(name)
         else:
             self.up.discard(name)
@@ -197,6 +202,7 @@ class ClusterState:
         """A peer restarted (new generation): its old record says nothing."""
         self.records.pop(name, None)
         self.digests.pop(name, None)
+        self.refresh.discard(name)
 
     def on_digest(self, name: str, data: bytes) -> bool:
         """A peer's heartbeat payload.  True if its record is newer than ours
@@ -210,7 +216,7 @@ class ClusterState:
         """True if we lack the record that peer's latest digest announced."""
         rec = self.records.get(name)
         want = self.digests.get(name)
-        if rec is None:
+        if rec is None or name in self.refresh:
             return True
         return want is not None and want > rec.version
 
@@ -222,8 +228,10 @@ class ClusterState:
             # A record from an older (or not yet seen) generation of that peer.
             return False
         old = self.records.get(rec.name)
+        fresh = rec.name in self.refresh
+        self.refresh.discard(rec.name)
         if old is not None and (old.generation, old.version) >= (rec.generation, rec.version):
-            return False
+            return fresh          # the same record again: now known to be current
         self.records[rec.name] = rec
         return True
 
@@ -261,14 +269,18 @@ class ClusterState:
         nodes = {}
         for n in self.names:
             rec = self.record_of(n)
-            # A peer whose record we lack is not up for placement (its
-            # holdings are unknown; the daemon acquires nothing meanwhile).
+            # A peer whose current record we lack is not up for placement
+            # (its holdings are unknown; the daemon acquires nothing meanwhile).
             # A leaving node is up (what it holds still counts) but takes
             # nothing new: it is in standby until its leave message.
-            up = n == self.me or (n in self.up and rec is not None)
+            up = n == self.me or (n in self.up and rec is not None
+                                  and n not in self.refresh)
             nodes[n] = placement.NodeView(
                 name=n, up=up,
                 standby=bool(rec and (rec.standby or rec.status == "leaving")),
                 held=frozenset(rec.held) if (rec and up) else frozenset(),
+                releasing=frozenset(u for u, st in rec.held.items()
+                                    if st in ("stopping", "failed"))
+                if (rec and up) else frozenset(),
                 failed=frozenset(rec.failed) if rec else frozenset())
         return placement.View(nodes=nodes, quorate=quorate, moves=self.moves())

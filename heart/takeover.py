@@ -119,40 +119,37 @@ class ClaimWatch:
 async def confirm(watch: ClaimWatch, address: str, *,
                   probe: Callable[[], Awaitable[Any]],
                   reannounce: Callable[[], Awaitable[Any]], window_s: float = 0.05,
-                  max_rounds: int = 6, backoff: float = 2.0) -> dict:
+                  max_window_s: float = 0.5, max_s: float = 5.0,
+                  backoff: float = 2.0) -> dict:
     """Probe until only this host answers for address.
 
     ``watch`` is the ClaimWatch of the address's interface (the one reader
     of its announcer); ``probe()`` sends one ARP probe / neighbour
     solicitation, ``reannounce()`` one announcement (both through the
-    resource agent, which orders every frame it sends).  Returns
+    resource agent, which orders every frame it sends).  The wait after each
+    probe grows from window_s by backoff up to max_window_s; it gives up
+    after max_s (a crashed old owner's address lives until its lease ends,
+    so the daemon passes the lease plus a margin).  Returns
     {"converged": bool, "converged_ms": float | None, "rounds": int,
     "others": [MACs that answered]}.  Never raises for what the segment does."""
     address = norm_addr(address)
     t0 = time.monotonic()
     others_ever: set[str] = set()
-    got = asyncio.Event()
     seen: set[str] = set()
 
     def tap(addr: str, mac: str, kind: str) -> None:
         if addr == address:
             seen.add(mac)
-            got.set()
 
     watch.tap(tap)
     try:
         window = window_s
-        for rnd in range(1, max_rounds + 1):
+        rnd = 0
+        while time.monotonic() - t0 < max_s:
+            rnd += 1
             seen.clear()
-            got.clear()
             await probe()
-            try:
-                await asyncio.wait_for(got.wait(), window)
-            except asyncio.TimeoutError:
-                pass
-            else:
-                # Let the rest of this round's answers arrive too.
-                await asyncio.sleep(min(window, 0.01))
+            await asyncio.sleep(window)       # a whole window: never a probe flood
             if not seen:
                 return {"converged": True, "rounds": rnd, "others": sorted(others_ever),
                         "converged_ms": round((time.monotonic() - t0) * 1000, 3)}
@@ -160,8 +157,8 @@ async def confirm(watch: ClaimWatch, address: str, *,
             log.warning("%s: %s still answer(s) for %s; announcing again", watch.ann.ifname,
                         ", ".join(sorted(seen)), address)
             await reannounce()
-            window *= backoff
-        return {"converged": False, "rounds": max_rounds, "others": sorted(others_ever),
+            window = min(window * backoff, max_window_s)
+        return {"converged": False, "rounds": rnd, "others": sorted(others_ever),
                 "converged_ms": None}
     finally:
         watch.untap(tap)

@@ -342,3 +342,14 @@ def test_prop_healed_partition_resolves_in_the_first_release_phase(case):
             assert len(holders) <= 1
             assert holders in ([], [owners[u.name].owner])
     check_converged(units, v, steps[-1][1], "release")
+
+
+def test_a_holder_that_is_releasing_does_not_keep_the_unit():
+    # alpha (more preferred) resumed from a pause and is stopping web while
+    # beta took it over: beta keeps it, and nobody is told to stop twice.
+    alpha = NodeView("alpha", True, False, frozenset({"web"}), frozenset(),
+                     releasing=frozenset({"web"}))
+    d = place([STICKY], view(alpha, nv("beta", held={"web"}), nv("gamma")))["web"]
+    assert d.owner == "beta"
+    p = plan([STICKY], view(alpha, nv("beta", held={"web"}), nv("gamma")), "beta")
+    assert p.release == () and p.acquire == ()

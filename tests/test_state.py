@@ -113,3 +113,19 @@ def test_matrix_and_latest_move_win():
     assert s.moves() == {"www": "gamma"}
     s.update_local(moves={"www": ["alpha", 300]})
     assert s.moves() == {"www": "alpha"}
+
+
+def test_a_peer_back_from_down_needs_a_fresh_record():
+    s = ClusterState(NAMES, "alpha", generation=1)
+    s.set_up("beta", True)
+    s.on_record(Record("beta", generation=2, version=3, held={"www": "started"}),
+                generation=2)
+    assert s.view(True).nodes["beta"].held == frozenset({"www"})
+    s.set_up("beta", False)
+    s.set_up("beta", True)
+    # What beta held before it went away is old news until it says again.
+    assert s.missing_records() == ["beta"]
+    assert not s.view(True).nodes["beta"].up
+    assert s.on_record(Record("beta", generation=2, version=3, held={"www": "started"}),
+                       generation=2)
+    assert s.missing_records() == [] and s.view(True).nodes["beta"].up

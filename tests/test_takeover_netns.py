@@ -1,0 +1,210 @@
+"""Real daemons in network namespaces with an ipaddr resource: the address
+moves on SIGKILL and the client's kernel follows; a crashed owner's address
+expires with its lease; an owner resumed after SIGSTOP with the address still
+configured is caught as a duplicate owner, and afterwards exactly one MAC
+answers for the address.  Root and network namespaces (CI)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import netns
+from heart import _core, control, journal
+
+VIP = "192.0.2.40"
+DEV = "eth0"
+
+
+class NsCluster:
+    def __init__(self, lab: netns.Lab, root, lease: str = "2s"):
+        self.lab, self.root = lab, root
+        self.names = ["alpha", "beta"]
+        self.procs: dict[str, subprocess.Popen] = {}
+        key = root / "authkey"
+        key.write_text(f"1 {os.urandom(32).hex()}\n")
+        key.chmod(0o600)
+        nodes = "".join(
+            f'\n[[node]]\nname = "{n}"\nid = {i}\naddresses = {{ lan = "{lab.v4(0, i)}" }}\n'
+            for i, n in enumerate(self.names, start=1))
+        self.config = root / "heart.toml"
+        self.config.write_text(textwrap.dedent(f"""\
+            [cluster]
+            name = "lab"
+            id = 5
+            state_dir = "{root}/{{node}}"
+            socket = "{root}/{{node}}/ctl.sock"
+
+            [timing]
+            interval = "20ms"
+            deadtime = "200ms"
+            initdead = "1s"
+
+            [auth]
+            key_file = "{key}"
+
+            [engine]
+            realtime_priority = 10
+
+            [quorum]
+            wait_for_all = true
+
+            [[link]]
+            name = "lan"
+            port = 6694
+
+            [[resource]]
+            name = "vip"
+            type = "ipaddr"
+            params = {{ address = "{VIP}", prefix = 26, interface = "{DEV}", lease = "{lease}" }}
+            nodes = ["alpha", "beta"]
+            auto_failback = false
+            """) + nodes)
+
+    def ns(self, name: str) -> str:
+        return self.lab.nodes[self.names.index(name)]
+
+    def start(self, name: str) -> None:
+        log = open(self.root / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns(name), sys.executable, "-m", "heart", "run",
+             "-c", str(self.config), "--node", name],
+            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HEART_DEBUG_HOOKS="1"))
+        log.close()
+
+    def status(self, name: str) -> dict | None:
+        try:
+            st = control.request(str(self.root / name / "ctl.sock"), "status", timeout=5)
+        except (control.ControlError, OSError, ValueError):
+            return None
+        return st if st.get("ok") else None
+
+    def owner(self, viewer: str) -> str | None:
+        st = self.status(viewer)
+        if not st:
+            return None
+        o = st["resources"][0]["owner"]
+        rec = next(n for n in st["nodes"] if n["name"] == o) if isinstance(o, str) else None
+        return o if rec and rec.get("held", {}).get("vip") == "started" else None
+
+    def events(self, name: str, kind: str) -> list[dict]:
+        j = journal.open_readonly(str(self.root / name / "journal.db"))
+        try:
+            return [e for e in j.events() if e["kind"] == kind]
+        finally:
+            j.close()
+
+    def has_vip(self, name: str) -> bool:
+        out = netns.run("ip", "-4", "-o", "addr", "show", "dev", DEV, ns=self.ns(name))
+        return f" {VIP}/" in out
+
+    def close(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+                p.wait(10)
+
+
+def wait(pred, timeout: float, what: str):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture
+def lab(netns_ok, tmp_path):
+    with netns.Lab(n_nodes=2) as lab:
+        client = lab.add_client()
+        c = NsCluster(lab, tmp_path)
+        try:
+            yield lab, client, c
+        finally:
+            c.close()
+
+
+def touch_vip(client: str) -> None:
+    """Make the client's kernel resolve VIP (a UDP datagram to it)."""
+    with netns.inside(client):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.sendto(b"x", (VIP, 9))
+    finally:
+        s.close()
+
+
+def who_answers(client: str, seconds: float = 0.3) -> set[str]:
+    """MACs that answer an ARP probe for VIP, seen from the client."""
+    with netns.inside(client):
+        a = _core.Announcer(DEV)
+    try:
+        a.claims(1000)
+        a.probe(VIP)
+        end = time.monotonic() + seconds
+        macs = set()
+        while time.monotonic() < end:
+            time.sleep(0.02)
+            macs |= {c.mac.lower() for c in a.claims(1000) if c.address == VIP}
+        return macs
+    finally:
+        a.close()
+
+
+def test_sigkill_moves_the_address_and_its_lease_expires(lab):
+    lab_, client, c = lab
+    c.start("alpha")
+    c.start("beta")
+    wait(lambda: c.owner("beta") == "alpha" and c.has_vip("alpha"), 20, "alpha to hold vip")
+    alpha_mac = netns.mac(c.ns("alpha"), DEV)
+    beta_mac = netns.mac(c.ns("beta"), DEV)
+    touch_vip(client)
+    wait(lambda: netns.neigh(client, VIP, DEV)[0] == alpha_mac, 5, "client to learn alpha")
+    c.procs["alpha"].kill()
+    t_kill = time.monotonic()
+    wait(lambda: c.has_vip("beta"), 10, "beta to add vip")
+    # The client's kernel moved its entry to beta's MAC: an announcement did it.
+    wait(lambda: netns.neigh(client, VIP, DEV)[0] == beta_mac, 5, "client to follow")
+    # alpha's daemon is gone, so nobody renews its lease: the kernel drops it.
+    wait(lambda: not c.has_vip("alpha"), 2 + 1.5, "alpha's address to expire")
+    assert time.monotonic() - t_kill < 3.5
+    conf = wait(lambda: c.events("beta", "takeover_confirmed"), 5, "beta's confirmation")
+    assert conf[-1]["evidence"]["converged"] is True
+    assert who_answers(client) == {beta_mac}
+
+
+def test_resumed_old_owner_is_a_duplicate_and_one_mac_remains(lab):
+    lab_, client, c = lab
+    c.start("alpha")
+    c.start("beta")
+    wait(lambda: c.owner("beta") == "alpha" and c.has_vip("alpha"), 20, "alpha to hold vip")
+    alpha_mac = netns.mac(c.ns("alpha"), DEV)
+    beta_mac = netns.mac(c.ns("beta"), DEV)
+    c.procs["alpha"].send_signal(signal.SIGSTOP)
+    t_stop = time.monotonic()
+    try:
+        # beta takes over while alpha's kernel still has the address (its
+        # lease has not run out): alpha answers beta's probe.
+        wait(lambda: c.has_vip("beta"), 10, "beta to add vip")
+        dup = wait(lambda: c.events("beta", "duplicate_owner"), 5, "the duplicate")
+        assert dup[0]["evidence"]["mac"] == alpha_mac and dup[0]["evidence"]["keep"]
+        assert c.has_vip("alpha")
+        time.sleep(max(0.0, 0.8 - (time.monotonic() - t_stop)))   # well past the dead time
+    finally:
+        c.procs["alpha"].send_signal(signal.SIGCONT)
+    # alpha finds it was paused past the dead time and gives the address up.
+    wait(lambda: not c.has_vip("alpha"), 5, "alpha to release vip")
+    stall = wait(lambda: c.events("alpha", "stall"), 5, "alpha's stall report")
+    assert stall[0]["evidence"]["released"] == ["vip"]
+    wait(lambda: c.owner("alpha") == "beta" and c.owner("beta") == "beta", 10, "one view")
+    assert who_answers(client) == {beta_mac}
+    assert c.has_vip("beta") and not c.has_vip("alpha")
