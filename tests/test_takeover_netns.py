@@ -208,3 +208,42 @@ def test_resumed_old_owner_is_a_duplicate_and_one_mac_remains(lab):
     wait(lambda: c.owner("alpha") == "beta" and c.owner("beta") == "beta", 10, "one view")
     assert who_answers(client) == {beta_mac}
     assert c.has_vip("beta") and not c.has_vip("alpha")
+
+
+@pytest.mark.parametrize("vip,reply", [(VIP, False), (VIP, True), ("2001:db8::40", False)])
+def test_heart_announce_command(netns_ok, vip, reply):
+    """`heart announce` puts COUNT frames on the wire, every one a claim for
+    the address from the node's MAC, in the form asked for."""
+    with netns.Lab(n_nodes=1) as lab:
+        client = lab.add_client()
+        node = lab.nodes[0]
+        mac = netns.mac(node, DEV)
+        with netns.Capture(client, DEV) as cap:
+            r = subprocess.run(["ip", "netns", "exec", node, sys.executable, "-m", "heart",
+                                "announce", DEV, vip, "--count", "3", "--interval", "20"]
+                               + (["--reply"] if reply else []),
+                               capture_output=True, text=True, timeout=60, check=False)
+            assert r.returncode == 0, r.stderr
+            frames = cap.read(idle=0.3)
+        claims = [c for c in (_core.parse_claim(f) for _, f in frames)
+                  if c is not None and c.address == vip]
+        assert len(claims) == 3
+        assert all(c.mac.lower() == mac for c in claims)
+        want = "na" if ":" in vip else ("arp_reply" if reply else "arp_request")
+        assert {c.kind for c in claims} == {want}
+        assert "sent 3 " in r.stdout and mac in r.stdout
+
+
+def test_heart_announce_errors(netns_ok):
+    with netns.Lab(n_nodes=1) as lab:
+        def heart(*args):
+            return subprocess.run(["ip", "netns", "exec", lab.nodes[0], sys.executable, "-m",
+                                   "heart", "announce", *args], capture_output=True,
+                                  text=True, timeout=60, check=False)
+
+        r = heart("eth9", VIP)
+        assert r.returncode == 1 and "interface 'eth9' does not exist" in r.stderr
+        r = heart(DEV, "192.0.2.400")
+        assert r.returncode == 2 and "not an IPv4 or IPv6 address" in r.stderr
+        r = heart(DEV, "2001:db8::40", "--reply")
+        assert r.returncode == 2 and "--reply applies to IPv4" in r.stderr
