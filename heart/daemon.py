@@ -50,6 +50,7 @@ log = logging.getLogger("heart")
 RECORD_RESEND_S = 1.0          # anti-entropy: own record to everyone this often
 STALL_HOLDOFF_FACTOR = 2       # after a pause: no acquire for this many dead times
 STOP_RETRY_S = 10.0            # a unit whose stop failed: next attempt after this
+FOREIGN_PROBE_S = 0.05         # how long a first start listens for other owners
 
 
 class StartupError(RuntimeError):
@@ -676,6 +677,19 @@ class Daemon:
             if not await self._fence_for(unit):
                 self.loop.call_later(1.0, self._dirty.set)   # try again later
                 return
+            foreign = await self._foreign_claim(unit)
+            if foreign:
+                rname, mac, address = foreign
+                self._event("resource_failed",
+                            f"{address} is already answered for by {mac}, which is not a "
+                            f"node of this cluster: {self.me} does not take {rname} "
+                            f"(nothing was changed)", node=self.me, resource=rname,
+                            evidence={"unit": unit, "address": address, "mac": mac,
+                                      "ok": False, "error": "address in use"})
+                self._fire("resource_failed", resource=rname, node=self.me,
+                           reason=f"{address} in use by {mac}")
+                self._mark_failed(unit)
+                return
             ur.state = "starting"
             self._set_held(unit, "starting")      # intent is public before the start
             t0 = time.monotonic()
@@ -775,6 +789,37 @@ class Daemon:
                         f"{address} on {iface}: {', '.join(r['others'])} still answer(s) "
                         f"after {r['rounds']} rounds of probes and announcements",
                         node=self.me, resource=rname, evidence=r)
+
+    async def _foreign_claim(self, unit: str) -> tuple[str, str, str] | None:
+        """Before a unit's first start in the cluster (no node's record has
+        held it), ask the segment who has each of its addresses: one that a
+        host outside the cluster answers for is refused, and nothing is
+        changed.  A failover or handover (some node held the unit) skips
+        this, so it never slows a takeover down."""
+        if any(unit in rec.held for rec in self.state.records.values()):
+            return None
+        known = set(_local_macs())
+        for rec in self.state.records.values():
+            known |= {m.lower() for m in rec.attributes.get("macs") or ()}
+        for rname in self.units[unit].cfg.resources:
+            agent = self.sups[rname].agent
+            params = getattr(agent, "params", None)
+            if self.cfg.resources[rname].type != "ipaddr" or params is None:
+                continue
+            try:
+                with _short_announcer(params.interface) as ann:
+                    ann.claims(1000)
+                    ann.probe(params.address)
+                    await asyncio.sleep(FOREIGN_PROBE_S)
+                    want = takeover.norm_addr(params.address)
+                    macs = {c.mac.lower() for c in ann.claims(1000)
+                            if takeover.norm_addr(c.address) == want}
+            except OSError:
+                continue        # the agent's start reports what is wrong
+            foreign = sorted(macs - known)
+            if foreign:
+                return rname, foreign[0], params.address
+        return None
 
     def _mac_owner(self, mac: str) -> str | None:
         """The live peer whose record lists mac among its interfaces."""
@@ -1220,6 +1265,18 @@ class Daemon:
             self.journal.close()
         if not ok:
             self._exit_code = 1
+
+
+@contextlib.contextmanager
+def _short_announcer(ifname: str):
+    """A short-lived Announcer on ifname (closed on exit)."""
+    from heart._core import Announcer
+
+    ann = Announcer(ifname)
+    try:
+        yield ann
+    finally:
+        ann.close()
 
 
 def _local_macs() -> list[str]:

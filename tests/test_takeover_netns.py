@@ -94,7 +94,11 @@ class NsCluster:
         return o if rec and rec.get("held", {}).get("vip") == "started" else None
 
     def events(self, name: str, kind: str) -> list[dict]:
-        j = journal.open_readonly(str(self.root / name / "journal.db"))
+        path = self.root / name / "journal.db"
+        try:
+            j = journal.open_readonly(str(path))
+        except (FileNotFoundError, journal.JournalError):
+            return []                   # the daemon is still creating it
         try:
             return [e for e in j.events() if e["kind"] == kind]
         finally:
@@ -247,3 +251,20 @@ def test_heart_announce_errors(netns_ok):
         assert r.returncode == 2 and "not an IPv4 or IPv6 address" in r.stderr
         r = heart(DEV, "2001:db8::40", "--reply")
         assert r.returncode == 2 and "--reply applies to IPv4" in r.stderr
+
+
+def test_an_address_a_foreign_host_answers_for_is_not_taken(lab):
+    """A host outside the cluster already has the address: no node adds it,
+    each says who answers for it, and nothing changes on the nodes."""
+    lab_, client, c = lab
+    netns.run("ip", "addr", "add", f"{VIP}/26", "dev", DEV, ns=client)
+    foreign_mac = netns.mac(client, DEV)
+    c.start("alpha")
+    c.start("beta")
+    for n in c.names:
+        ev = wait(lambda n=n: c.events(n, "resource_failed"), 20, f"{n} to refuse vip")
+        assert f"{VIP} is already answered for by {foreign_mac}" in ev[0]["summary"]
+        assert "nothing was changed" in ev[0]["summary"]
+    assert not c.has_vip("alpha") and not c.has_vip("beta")
+    st = c.status("alpha")
+    assert st["resources"][0]["owner"] is None and st["resources"][0]["placement"] is None
