@@ -13,9 +13,9 @@ import sys
 import textwrap
 import time
 
+import netns
 import pytest
 
-import netns
 from heart import _core, control, journal
 
 VIP = "192.0.2.40"
@@ -165,7 +165,7 @@ def who_answers(client: str, seconds: float = 0.3) -> set[str]:
 
 
 def test_sigkill_moves_the_address_and_its_lease_expires(lab):
-    lab_, client, c = lab
+    _, client, c = lab
     c.start("alpha")
     c.start("beta")
     wait(lambda: c.owner("beta") == "alpha" and c.has_vip("alpha"), 20, "alpha to hold vip")
@@ -187,7 +187,7 @@ def test_sigkill_moves_the_address_and_its_lease_expires(lab):
 
 
 def test_resumed_old_owner_is_a_duplicate_and_one_mac_remains(lab):
-    lab_, client, c = lab
+    _, client, c = lab
     c.start("alpha")
     c.start("beta")
     wait(lambda: c.owner("beta") == "alpha" and c.has_vip("alpha"), 20, "alpha to hold vip")
@@ -256,7 +256,7 @@ def test_heart_announce_errors(netns_ok):
 def test_an_address_a_foreign_host_answers_for_is_not_taken(lab):
     """A host outside the cluster already has the address: no node adds it,
     each says who answers for it, and nothing changes on the nodes."""
-    lab_, client, c = lab
+    _, client, c = lab
     netns.run("ip", "addr", "add", f"{VIP}/26", "dev", DEV, ns=client)
     foreign_mac = netns.mac(client, DEV)
     c.start("alpha")
