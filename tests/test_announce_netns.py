@@ -172,7 +172,9 @@ def test_takeover_moves_the_clients_neighbour_entry(lab, tmp_path, vip, reply):
     ours = _heart_frames(frames, new_mac, vip)
     assert len(ours) == 4, [f.hex() for _, f in ours]
     gaps = [(b[0] - a[0]) / 1e6 for a, b in zip(ours, ours[1:3])]
-    assert all(45 < g < 300 for g in gaps), gaps
+    # Absolute deadlines: never early; a late wake-up on a loaded machine
+    # may bring the next frame closer, so only the whole span is bounded.
+    assert sum(gaps) >= 95 and all(g < 1000 for g in gaps), gaps
     layers = _tshark_check(tmp_path, ours, "heart")
     if ":" in vip:
         icmp = [lay["icmpv6"] for lay in layers]

@@ -540,8 +540,8 @@ def test_announcements_on_the_wire(lab2, version):
     assert [m for _, m in seen] == [mac1] * 6, seen
     rel = [t - t0 for t, _ in seen]
     assert seen[0][0] <= returned  # the first frame left before start() returned
-    assert 0.09 < rel[1] - rel[0] < 0.2 and 0.09 < rel[2] - rel[1] < 0.2, rel
-    assert 0.49 <= rel[3] < 0.65, rel  # the repeat burst
+    assert 0.09 < rel[1] - rel[0] < 1.0 and 0.09 < rel[2] - rel[1] < 1.0, rel
+    assert 0.49 <= rel[3] < 1.5, rel  # the repeat burst (never early; late under load)
     assert all(t < stopped for t, _ in seen)
     neigh = netns.run("ip", "neigh", "show", address, "dev", "eth0", ns=n2)
     assert f"lladdr {mac1}" in neigh, neigh
