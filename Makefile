@@ -10,7 +10,7 @@
 #                 build/fuzz/artifacts), else with the gcc driver under
 #                 ASan + UBSan (build/asan).  Not part of `make test`, which
 #                 runs the driver for 10 s and never needs clang.
-#   make check-bigendian - the codec/replay/detector C tests on big-endian s390x under qemu-user (tools/bigendian/)
+#   make check-bigendian - the codec/replay/detector/frame C tests on big-endian s390x under qemu-user (tools/bigendian/)
 #
 # As root, missing Debian packages are installed with apt-get.  Python
 # packages go into a virtual environment, .venv/, never into the system.
