@@ -27,6 +27,11 @@ class NsCluster:
         self.lab, self.root = lab, root
         self.names = ["alpha", "beta"]
         self.procs: dict[str, subprocess.Popen] = {}
+        self.alerts = root / "alerts"
+        handler = root / "handler.sh"
+        handler.write_text(f"#!/bin/sh\necho \"$HEART_EVENT $HEART_NODE $HEART_MAC\" "
+                           f">> {self.alerts}\n")
+        handler.chmod(0o755)
         key = root / "authkey"
         key.write_text(f"1 {os.urandom(32).hex()}\n")
         key.chmod(0o600)
@@ -58,6 +63,10 @@ class NsCluster:
             [[link]]
             name = "lan"
             port = 6694
+
+            [[handler]]
+            events = ["duplicate_owner"]
+            command = "{root}/handler.sh"
 
             [[resource]]
             name = "vip"
@@ -201,6 +210,9 @@ def test_resumed_old_owner_is_a_duplicate_and_one_mac_remains(lab):
         wait(lambda: c.has_vip("beta"), 10, "beta to add vip")
         dup = wait(lambda: c.events("beta", "duplicate_owner"), 5, "the duplicate")
         assert dup[0]["evidence"]["mac"] == alpha_mac and dup[0]["evidence"]["keep"]
+        # The alert reached the handlers, with the other claimant's MAC.
+        wait(lambda: c.alerts.exists() and f"duplicate_owner beta {alpha_mac}"
+             in c.alerts.read_text(), 5, "the duplicate_owner handler")
         assert c.has_vip("alpha")
         time.sleep(max(0.0, 0.8 - (time.monotonic() - t_stop)))   # well past the dead time
     finally:
