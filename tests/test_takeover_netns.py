@@ -87,6 +87,14 @@ class NsCluster:
             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, HEART_DEBUG_HOOKS="1"))
         log.close()
 
+    def start_both(self) -> tuple[str, str]:
+        """Start alpha and beta, wait until alpha holds the address; their MACs."""
+        self.start("alpha")
+        self.start("beta")
+        wait(lambda: self.owner("beta") == "alpha" and self.has_vip("alpha"), 20,
+             "alpha to hold vip")
+        return netns.mac(self.ns("alpha"), DEV), netns.mac(self.ns("beta"), DEV)
+
     def status(self, name: str) -> dict | None:
         try:
             st = control.request(str(self.root / name / "ctl.sock"), "status", timeout=5)
@@ -175,11 +183,7 @@ def who_answers(client: str, seconds: float = 0.3) -> set[str]:
 
 def test_sigkill_moves_the_address_and_its_lease_expires(lab):
     _, client, c = lab
-    c.start("alpha")
-    c.start("beta")
-    wait(lambda: c.owner("beta") == "alpha" and c.has_vip("alpha"), 20, "alpha to hold vip")
-    alpha_mac = netns.mac(c.ns("alpha"), DEV)
-    beta_mac = netns.mac(c.ns("beta"), DEV)
+    alpha_mac, beta_mac = c.start_both()
     touch_vip(client)
     wait(lambda: netns.neigh(client, VIP, DEV)[0] == alpha_mac, 5, "client to learn alpha")
     c.procs["alpha"].kill()
@@ -197,11 +201,7 @@ def test_sigkill_moves_the_address_and_its_lease_expires(lab):
 
 def test_resumed_old_owner_is_a_duplicate_and_one_mac_remains(lab):
     _, client, c = lab
-    c.start("alpha")
-    c.start("beta")
-    wait(lambda: c.owner("beta") == "alpha" and c.has_vip("alpha"), 20, "alpha to hold vip")
-    alpha_mac = netns.mac(c.ns("alpha"), DEV)
-    beta_mac = netns.mac(c.ns("beta"), DEV)
+    alpha_mac, beta_mac = c.start_both()
     c.procs["alpha"].send_signal(signal.SIGSTOP)
     t_stop = time.monotonic()
     try:
