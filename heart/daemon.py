@@ -463,6 +463,9 @@ class Daemon:
                             f"{pr.name} is {'up' if up else 'down'} (resynchronised from the "
                             f"engine after lost events)", node=pr.name,
                             evidence={"reason": "resync"})
+                if not up:
+                    rec = self.state.records.get(pr.name)
+                    pr.needs_fence |= set(rec.held) if rec else set()
                 self.state.set_up(pr.name, up)
             if up:
                 self._ask_record(pr)
@@ -614,6 +617,16 @@ class Daemon:
                 continue
             self._start_acquire(name, decisions[name].reason)
 
+    def _may_acquire(self, unit: str) -> bool:
+        """Placement still gives unit to this node, with quorum, and nobody
+        else holds it (re-checked after anything that awaited)."""
+        q = self._compute_quorum()
+        if not q.quorate or self.state.missing_records() or time.monotonic() < self.hold_until:
+            return False
+        plan = placement.plan(self._unit_specs(), self.state.view(q.quorate), self.me,
+                              policy=self.cfg.quorum.no_quorum_policy)
+        return unit in plan.acquire
+
     def _everyone_known(self) -> bool:
         return (len(self.state.up) == len(self.cfg.nodes) - 1
                 and not self.state.missing_records())
@@ -690,6 +703,8 @@ class Daemon:
                            reason=f"{address} in use by {mac}")
                 self._mark_failed(unit)
                 return
+            if not self._may_acquire(unit):
+                return      # the view changed while fencing or probing: decide again
             ur.state = "starting"
             self._set_held(unit, "starting")      # intent is public before the start
             t0 = time.monotonic()
