@@ -204,6 +204,22 @@ def _cmd_announce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_lab(args: argparse.Namespace) -> int:
+    from heart import lab
+
+    try:
+        if args.lab_command == "up":
+            return lab.up(nodes=args.nodes, ipv6=args.ipv6, directory=args.dir,
+                          interval=args.interval, deadtime=args.deadtime,
+                          timeout=args.timeout)
+        if args.lab_command == "down":
+            return lab.down(directory=args.dir)
+        return lab.status(directory=args.dir, as_json=args.json)
+    except lab.LabError as exc:
+        print(f"heart: {exc}", file=sys.stderr)
+        return 1
+
+
 def _add_config_opts(p: argparse.ArgumentParser, socket: bool = False,
                      state: bool = False) -> None:
     p.add_argument("-c", "--config", metavar="FILE",
@@ -359,6 +375,56 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--reply", action="store_true",
                     help="IPv4: send the ARP reply form instead of the request form")
     an.set_defaults(func=_cmd_announce)
+
+    lb = sub.add_parser(
+        "lab", help="a real cluster on this machine, in network namespaces (root)",
+        description="Builds, inspects or removes a lab: a bridge in a network namespace "
+                    "of its own, N node namespaces and a client namespace on "
+                    "192.0.2.0/24 (and 2001:db8::/64), one `heart run` daemon per node "
+                    "with a generated configuration and key, and a virtual address "
+                    "(192.0.2.100) that moves between them.  No real interface is "
+                    "touched.  The state is kept in DIR (--dir, $HEART_LAB_DIR or "
+                    "/run/heart-lab).  See docs/lab.md.")
+    lsub = lb.add_subparsers(dest="lab_command", metavar="up|down|status", required=True)
+
+    def _lab_dir_opt(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--dir", metavar="DIR",
+                       help="lab directory (default $HEART_LAB_DIR or /run/heart-lab)")
+
+    lu = lsub.add_parser(
+        "up", help="build the lab and start a daemon per node",
+        description="Creates the namespaces and the bridge, writes DIR/heart.toml and "
+                    "DIR/authkey (0600), starts `heart run` in every node namespace "
+                    "(logs: DIR/<node>.log) and waits until every node is up, quorate "
+                    "and agrees on the owner of the virtual address.  On any failure it "
+                    "removes everything it made.  Needs root.")
+    lu.add_argument("--nodes", type=int, default=3, metavar="N",
+                    help="number of nodes, 1 to 16 (default 3)")
+    lu.add_argument("--ipv6", action="store_true",
+                    help="also 2001:db8::/64 addresses and the virtual address "
+                         "2001:db8::100 (moves together with 192.0.2.100)")
+    lu.add_argument("--interval", default="20ms", metavar="DURATION",
+                    help="heartbeat interval (default 20ms)")
+    lu.add_argument("--deadtime", default="100ms", metavar="DURATION",
+                    help="silence after which a node is down (default 100ms)")
+    lu.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                    help="how long to wait for the cluster to agree (default 30)")
+    _lab_dir_opt(lu)
+    ld = lsub.add_parser(
+        "down", help="stop the lab's daemons and delete its namespaces",
+        description="Stops the daemons `up` recorded (SIGTERM, SIGKILL after 5 s; only "
+                    "processes that are still those daemons), deletes the namespaces it "
+                    "recorded and its state file; logs stay.  Harmless when there is no "
+                    "lab; also cleans up after a failed or interrupted `up`.")
+    _lab_dir_opt(ld)
+    ls = lsub.add_parser(
+        "status", help="each node's daemon and who owns the virtual address",
+        description="Per node: its namespace, address, daemon PID and state (running / "
+                    "dead), quorum and the owner of the virtual address as that node's "
+                    "control socket reports it.  Prints \"no lab\" when there is none.")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    _lab_dir_opt(ls)
+    lb.set_defaults(func=_cmd_lab)
 
     k = sub.add_parser("keygen", help="write a new random authentication key file",
                        description="Creates FILE (mode 0600, never overwrites) with one "

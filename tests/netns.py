@@ -12,8 +12,6 @@ AF_PACKET capture that writes pcap files for tshark (Capture, write_pcap).
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import select
@@ -23,9 +21,6 @@ import struct
 import subprocess
 import time
 import uuid
-
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def have_netns() -> str | None:
@@ -43,52 +38,9 @@ def have_netns() -> str | None:
     return None
 
 
-def sysctl(ns: str, key: str, value: str) -> None:
-    """Set a net.* sysctl inside ns (/proc/sys/net follows the namespace
-    of the thread that opens it)."""
-    with inside(ns), open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-        f.write(value)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns(CLONE_NEWNET): {os.strerror(err)}")
-
-
-@contextlib.contextmanager
-def inside(ns: str):
-    """Run the block with this thread in namespace ns (sockets made here
-    stay in ns after the block)."""
-    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    there = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
-    try:
-        _setns(there)
-        try:
-            yield
-        finally:
-            _setns(here)
-    finally:
-        os.close(here)
-        os.close(there)
-
-
-def run(*args: str, ns: str | None = None, check: bool = True) -> str:
-    """Run a command, in namespace ns when given: the child is forked by a
-    thread that setns'd into ns, so it starts there.  (``ip netns exec`` and
-    ``ip -n`` also remount /sys, which fails where / is not a mount point,
-    as in a chroot.)"""
-    cmd = list(args)
-    if ns:
-        with inside(ns):
-            r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    else:
-        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if check and r.returncode != 0:
-        where = f" (in namespace {ns})" if ns else ""
-        raise RuntimeError(f"{' '.join(cmd)}{where} failed ({r.returncode}): "
-                           f"{r.stderr.strip()}")
-    return r.stdout
+# Entering a namespace, running a command in one and setting a sysctl
+# there are product code (heart lab uses them): one implementation.
+from heart.lab import _setns, inside, run, sysctl  # noqa: F401
 
 
 class Lab:

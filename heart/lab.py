@@ -1,0 +1,675 @@
+"""`heart lab`: a real cluster on one machine, in network namespaces.
+
+``up`` builds a segment: a bridge in a namespace of its own (so no real
+interface is touched), N node namespaces and one client namespace, each
+cabled to the bridge by a veth pair that is created inside the bridge
+namespace (nothing ever appears in the host's namespace).  Addresses come
+from the documentation ranges only: 192.0.2.0/24 and, with ``--ipv6``,
+2001:db8::/64.  It writes a configuration and a key file (0600) to the lab
+directory, starts one ``heart run`` per node namespace, waits until every
+node agrees on the owner of the virtual address and prints a summary.
+
+Everything ``up`` makes is recorded in ``lab.json`` *before* it is made (the
+namespace names, which all carry one random prefix) or right after (daemon
+PIDs with their start times), so ``down`` can undo a partial ``up`` too, and
+touches nothing else: it signals only PIDs it recorded whose command line is
+still the daemon it started, and deletes only namespaces it recorded.
+
+Layout of the lab directory ($HEART_LAB_DIR, default /run/heart-lab):
+``lab.json`` (the state), ``heart.toml``, ``authkey``, ``<node>/`` (the
+node's state_dir and control socket ``ctl.sock``), ``<node>.log``.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+
+DEFAULT_DIR = "/run/heart-lab"
+STATE_FILE = "lab.json"
+MAX_NODES = 16
+DEV = "eth0"                 # the interface name inside node and client namespaces
+VIP4 = "192.0.2.100"
+VIP6 = "2001:db8::100"
+CLIENT_HOST = 200            # 192.0.2.200, 2001:db8::c8
+PORT = 6694
+CLUSTER_ID = 94
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class LabError(RuntimeError):
+    """The lab cannot do what was asked (the message says why)."""
+
+
+# ---------------------------------------------------------------------------
+# Addresses and names
+# ---------------------------------------------------------------------------
+
+def node_name(i: int) -> str:
+    return f"node{i}"
+
+
+def v4(host: int) -> str:
+    return f"192.0.2.{host}"
+
+
+def v6(host: int) -> str:
+    return f"2001:db8::{host:x}"
+
+
+def lab_dir(path: str | None = None) -> str:
+    return os.path.abspath(path or os.environ.get("HEART_LAB_DIR") or DEFAULT_DIR)
+
+
+# ---------------------------------------------------------------------------
+# Namespaces: run a command or make a process inside one
+# ---------------------------------------------------------------------------
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns(CLONE_NEWNET): {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def inside(ns: str):
+    """Run the block with this thread in network namespace ns; sockets and
+    children made in the block belong to ns.  (Not ``ip netns exec``: it
+    remounts /sys, which fails where / is not a mount point.)"""
+    here = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        there = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+    except FileNotFoundError:
+        os.close(here)
+        raise LabError(f"network namespace {ns} does not exist") from None
+    try:
+        _setns(there)
+        try:
+            yield
+        finally:
+            _setns(here)
+    finally:
+        os.close(here)
+        os.close(there)
+
+
+def run(*args: str, ns: str | None = None, check: bool = True) -> str:
+    """Run a command (in namespace ns when given); its stdout."""
+    cmd = list(args)
+    if ns:
+        with inside(ns):
+            r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    else:
+        r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if check and r.returncode != 0:
+        where = f" (in namespace {ns})" if ns else ""
+        raise LabError(f"{' '.join(cmd)}{where} failed ({r.returncode}): "
+                       f"{r.stderr.strip()}")
+    return r.stdout
+
+
+def sysctl(ns: str, key: str, value: str) -> None:
+    with inside(ns), open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+        f.write(value)
+
+
+def ns_exists(ns: str) -> bool:
+    return os.path.exists(f"/var/run/netns/{ns}")
+
+
+def check_root() -> str | None:
+    """None when this process can build a lab, else what it needs."""
+    if os.geteuid() != 0:
+        return ("heart lab needs root: it creates network namespaces, a bridge and veth "
+                "pairs (CAP_SYS_ADMIN, CAP_NET_ADMIN) and runs daemons that add addresses "
+                "and send raw frames (CAP_NET_RAW); run it as root, e.g. with sudo")
+    if not shutil.which("ip"):
+        return "heart lab needs iproute2 (the ip command); install it (apt-get install iproute2)"
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Processes: only the ones we started
+# ---------------------------------------------------------------------------
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of pid, or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return fields[0], int(fields[19])
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return []
+
+
+def is_our_daemon(entry: dict, config: str) -> bool:
+    """Is the recorded daemon still alive and still the process we started
+    (same start time, command line `... -m heart run -c CONFIG --node NAME`)?"""
+    pid = entry.get("pid")
+    if not isinstance(pid, int) or pid <= 1:
+        return False
+    st = _proc_stat(pid)
+    if st is None or st[0] in ("Z", "X"):
+        return False
+    if entry.get("starttime") is not None and st[1] != entry["starttime"]:
+        return False
+    argv = _cmdline(pid)
+    want = ["heart", "run", "-c", config, "--node", entry.get("name", "")]
+    return any(argv[i:i + len(want)] == want for i in range(len(argv)))
+
+
+# ---------------------------------------------------------------------------
+# The state file
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Paths:
+    dir: str
+
+    @property
+    def state(self) -> str:
+        return os.path.join(self.dir, STATE_FILE)
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.dir, "heart.toml")
+
+    @property
+    def key(self) -> str:
+        return os.path.join(self.dir, "authkey")
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.dir, ".lock")
+
+    def socket(self, node: str) -> str:
+        return os.path.join(self.dir, node, "ctl.sock")
+
+    def log(self, node: str) -> str:
+        return os.path.join(self.dir, f"{node}.log")
+
+
+def load_state(paths: Paths) -> dict | None:
+    try:
+        with open(paths.state) as f:
+            st = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise LabError(f"{paths.state}: cannot read the lab state: {exc}") from None
+    if not isinstance(st, dict) or not isinstance(st.get("prefix"), str):
+        raise LabError(f"{paths.state}: not a heart lab state file")
+    return st
+
+
+def save_state(paths: Paths, st: dict) -> None:
+    tmp = paths.state + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(st, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, paths.state)
+
+
+@contextlib.contextmanager
+def _locked(paths: Paths):
+    """One lab command at a time per lab directory."""
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LabError(f"another `heart lab` command is working on {paths.dir}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------
+# up
+# ---------------------------------------------------------------------------
+
+def _duration_us(text: str, what: str) -> int:
+    from heart import config
+
+    try:
+        return config.parse_duration(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} {text}: {exc}") from None
+
+
+def write_config(paths: Paths, nodes: int, ipv6: bool, interval_us: int,
+                 deadtime_us: int) -> None:
+    from heart.config import format_duration
+
+    warntime_us = (interval_us + deadtime_us) // 2
+    names = [node_name(i) for i in range(1, nodes + 1)]
+    lines = [
+        "# Written by `heart lab up`; removed by `heart lab down`.",
+        "[cluster]",
+        'name = "lab"',
+        f"id = {CLUSTER_ID}",
+        f'state_dir = "{paths.dir}/{{node}}"',
+        f'socket = "{paths.dir}/{{node}}/ctl.sock"',
+        "",
+        "[timing]",
+        f'interval = "{format_duration(interval_us)}"',
+        f'warntime = "{format_duration(warntime_us)}"',
+        f'deadtime = "{format_duration(deadtime_us)}"',
+        f'initdead = "{format_duration(max(1_000_000, 2 * deadtime_us))}"',
+        "",
+        "[auth]",
+        f'key_file = "{paths.key}"',
+        "",
+        "[engine]",
+        "realtime_priority = 10",
+        "",
+        "[quorum]",
+        "wait_for_all = true",
+        "",
+        "[[link]]",
+        'name = "lan"',
+        f"port = {PORT}",
+        "",
+    ]
+    for i, n in enumerate(names, start=1):
+        lines += ["[[node]]", f'name = "{n}"', f"id = {i}",
+                  f'addresses = {{ lan = "{v4(i)}" }}', ""]
+    node_list = ", ".join(f'"{n}"' for n in names)
+    lines += ["[[resource]]", 'name = "vip"', 'type = "ipaddr"',
+              f'params = {{ address = "{VIP4}/24", interface = "{DEV}" }}']
+    if ipv6:
+        lines += ["", "[[resource]]", 'name = "vip6"', 'type = "ipaddr"',
+                  f'params = {{ address = "{VIP6}/64", interface = "{DEV}" }}', "",
+                  "[[group]]", 'name = "service"', 'resources = ["vip", "vip6"]']
+    lines += [f"nodes = [{node_list}]", "auto_failback = true", ""]
+    with open(paths.config, "w") as f:
+        f.write("\n".join(lines))
+    fd = os.open(paths.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"1 {os.urandom(32).hex()}\n")
+    os.chmod(paths.key, 0o600)
+
+
+class _Builder:
+    """Makes the lab, recording every name before making it."""
+
+    def __init__(self, paths: Paths, st: dict):
+        self.paths, self.st = paths, st
+
+    def ns_add(self, name: str) -> None:
+        self.st["namespaces"].append(name)
+        save_state(self.paths, self.st)
+        run("ip", "netns", "add", name)
+        run("ip", "link", "set", "lo", "up", ns=name)
+
+    def build(self) -> None:
+        st = self.st
+        br = st["bridge_ns"]
+        self.ns_add(br)
+        run("ip", "link", "add", "br0", "type", "bridge", ns=br)
+        # No multicast snooping: the lab bridge floods groups like a hub.
+        run("ip", "link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=br)
+        run("ip", "link", "set", "br0", "up", ns=br)
+        for n in st["nodes"]:
+            self.attach(n["ns"], n["host"], n["name"])
+        self.attach(st["client"]["ns"], CLIENT_HOST, "client")
+
+    def attach(self, ns: str, host: int, tag: str) -> None:
+        """Make ns and cable its eth0 to the bridge.  The veth pair is made
+        inside the bridge namespace, its inner end moved straight into ns."""
+        self.ns_add(ns)
+        sysctl(ns, "net.ipv6.conf.all.accept_dad", "0")
+        sysctl(ns, "net.ipv6.conf.default.accept_dad", "0")
+        br = self.st["bridge_ns"]
+        outer = f"v{tag}"[:15]
+        run("ip", "link", "add", outer, "type", "veth", "peer", "name", DEV, "netns", ns,
+            ns=br)
+        run("ip", "link", "set", outer, "master", "br0", ns=br)
+        run("ip", "link", "set", outer, "up", ns=br)
+        run("ip", "addr", "add", f"{v4(host)}/24", "brd", "192.0.2.255", "dev", DEV, ns=ns)
+        if self.st["ipv6"]:
+            run("ip", "-6", "addr", "add", f"{v6(host)}/64", "dev", DEV, "nodad", ns=ns)
+        run("ip", "link", "set", DEV, "up", ns=ns)
+
+    def start_daemon(self, n: dict) -> None:
+        import heart
+
+        paths = self.paths
+        os.makedirs(os.path.join(paths.dir, n["name"]), mode=0o700, exist_ok=True)
+        env = dict(os.environ)
+        src = os.path.dirname(os.path.dirname(os.path.abspath(heart.__file__)))
+        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"]
+                                   if env.get("PYTHONPATH") else "")
+        argv = [sys.executable, "-m", "heart", "run", "-c", paths.config,
+                "--node", n["name"]]
+        with open(paths.log(n["name"]), "wb") as log, inside(n["ns"]):
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                 stderr=subprocess.STDOUT, env=env, cwd=paths.dir,
+                                 start_new_session=True, close_fds=True)
+        p.returncode = 0        # detached: never waited for here, no warning at exit
+        st = _proc_stat(p.pid)
+        n["pid"] = p.pid
+        n["starttime"] = st[1] if st else None
+        save_state(paths, self.st)
+
+
+def _log_tail(path: str, lines: int = 8) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            tail = f.read().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "".join(f"\n    {ln}" for ln in tail)
+
+
+def node_status(paths: Paths, node: str, timeout: float = 2.0) -> dict | None:
+    from heart import control
+
+    try:
+        st = control.request(paths.socket(node), "status", timeout=timeout)
+    except (control.ControlError, OSError, ValueError):
+        return None
+    return st if st.get("ok") else None
+
+
+def owner_of(status: dict | None, resource: str = "vip") -> str | None:
+    """The node whose record holds resource started, as status sees it."""
+    if not status:
+        return None
+    for r in status.get("resources", []):
+        if r.get("resource") == resource:
+            o = r.get("owner")
+            if not isinstance(o, str):
+                return None
+            rec = next((n for n in status.get("nodes", []) if n.get("name") == o), None)
+            held = (rec or {}).get("held", {}).get(r.get("unit", resource))
+            return o if held == "started" else None
+    return None
+
+
+def _agreed(paths: Paths, st: dict) -> tuple[bool, str]:
+    """(every node up, quorate and agreeing on one owner; what is missing)."""
+    owners = set()
+    names = [n["name"] for n in st["nodes"]]
+    for n in st["nodes"]:
+        s = node_status(paths, n["name"])
+        if s is None:
+            return False, f"{n['name']}'s control socket does not answer yet"
+        if not s.get("quorum", {}).get("quorate"):
+            return False, f"{n['name']} has no quorum yet"
+        up = {x["name"] for x in s.get("nodes", []) if x.get("state") in ("self", "up")}
+        if up != set(names):
+            return False, f"{n['name']} sees up: {', '.join(sorted(up)) or 'nobody'}"
+        owners.add(owner_of(s))
+    if len(owners) != 1 or None in owners:
+        return False, f"no single owner of vip yet ({sorted(map(str, owners))})"
+    return True, owners.pop()
+
+
+def _has_address(ns: str, addr: str) -> bool:
+    fam = "-6" if ":" in addr else "-4"
+    out = run("ip", fam, "-o", "addr", "show", "dev", DEV, ns=ns, check=False)
+    return f" {addr}/" in out
+
+
+def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
+       interval: str = "20ms", deadtime: str = "100ms", timeout: float = 30.0,
+       out=sys.stdout) -> int:
+    need = check_root()
+    if need:
+        raise LabError(need)
+    if not 1 <= nodes <= MAX_NODES:
+        raise ValueError(f"--nodes {nodes}: expected 1 to {MAX_NODES}")
+    interval_us = _duration_us(interval, "--interval")
+    deadtime_us = _duration_us(deadtime, "--deadtime")
+    if not 0 < 2 * interval_us < deadtime_us:
+        raise ValueError(f"--deadtime {deadtime} must be more than twice --interval {interval}")
+    paths = Paths(lab_dir(directory))
+    os.makedirs(paths.dir, mode=0o700, exist_ok=True)
+    with _locked(paths):
+        if load_state(paths) is not None:
+            raise LabError(f"a lab is already up (state in {paths.state}); "
+                           f"run `heart lab down` first")
+        prefix = f"hl{uuid.uuid4().hex[:6]}"
+        st = {
+            "version": 1, "prefix": prefix, "dir": paths.dir, "config": paths.config,
+            "ipv6": ipv6, "created": time.time(), "bridge_ns": f"{prefix}br",
+            "namespaces": [],
+            "nodes": [{"name": node_name(i), "ns": f"{prefix}n{i}", "host": i,
+                       "v4": v4(i), "v6": v6(i) if ipv6 else None, "pid": None,
+                       "starttime": None} for i in range(1, nodes + 1)],
+            "client": {"ns": f"{prefix}c", "v4": v4(CLIENT_HOST),
+                       "v6": v6(CLIENT_HOST) if ipv6 else None},
+            "vip": {"v4": VIP4, "v6": VIP6 if ipv6 else None, "resource": "vip"},
+        }
+        old = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            save_state(paths, st)
+            write_config(paths, nodes, ipv6, interval_us, deadtime_us)
+            from heart import config
+
+            config.load(paths.config, node_name=node_name(1), read_keys=True)
+            b = _Builder(paths, st)
+            b.build()
+            for n in st["nodes"]:
+                b.start_daemon(n)
+            owner = _wait_agreed(paths, st, timeout)
+        except BaseException as exc:
+            # Let the cleanup finish, whatever else arrives meanwhile.
+            old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            try:
+                _teardown(paths, st)
+            finally:
+                signal.signal(signal.SIGINT, old_int)
+            if isinstance(exc, (KeyboardInterrupt, LabError)):
+                what = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+                raise LabError(f"lab up failed: {what}; everything it made was removed") \
+                    from None
+            raise LabError(f"lab up failed: {type(exc).__name__}: {exc}; everything it "
+                           f"made was removed") from exc
+        finally:
+            signal.signal(signal.SIGTERM, old)
+    _summary(paths, st, owner, out)
+    return 0
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _wait_agreed(paths: Paths, st: dict, timeout: float) -> str:
+    end = time.monotonic() + timeout
+    why = "nothing asked yet"
+    while time.monotonic() < end:
+        for n in st["nodes"]:
+            if not is_our_daemon(n, paths.config):
+                raise LabError(f"the daemon of {n['name']} (pid {n['pid']}) exited; the "
+                               f"end of {paths.log(n['name'])}:{_log_tail(paths.log(n['name']))}")
+        ok, why = _agreed(paths, st)
+        if ok:
+            owner = why
+            ns = next(n["ns"] for n in st["nodes"] if n["name"] == owner)
+            if _has_address(ns, VIP4) and (not st["ipv6"] or _has_address(ns, VIP6)):
+                return owner
+            why = f"{owner} holds vip but its address is not configured yet"
+        time.sleep(0.05)
+    raise LabError(f"the cluster did not agree within {timeout:g} s: {why} "
+                   f"(logs: {paths.dir}/node*.log)")
+
+
+def _summary(paths: Paths, st: dict, owner: str, out) -> None:
+    p = lambda s="": print(s, file=out)
+    vips = VIP4 + (f" and {VIP6}" if st["ipv6"] else "")
+    k = len(st["nodes"])
+    p(f"heart lab up: {k} node{'s' if k != 1 else ''} on 192.0.2.0/24"
+      + (" and 2001:db8::/64" if st["ipv6"] else "")
+      + f", bridge in namespace {st['bridge_ns']}")
+    p(f"  virtual address {vips} on {owner}")
+    p()
+    p(f"  {'NODE':<7} {'NAMESPACE':<12} {'ADDRESS':<13} PID")
+    for n in st["nodes"]:
+        p(f"  {n['name']:<7} {n['ns']:<12} {n['v4']:<13} {n['pid']}")
+    c = st["client"]
+    p(f"  {'client':<7} {c['ns']:<12} {c['v4']:<13} -")
+    p()
+    p(f"  lab directory {paths.dir} (heart.toml, authkey, <node>.log, lab.json)")
+    p(f"  try:  heart status -c {paths.config} --node {owner}")
+    p(f"        ip netns exec {c['ns']} ping -c 3 {VIP4}")
+    p("        heart lab status; heart lab down")
+
+
+# ---------------------------------------------------------------------------
+# down
+# ---------------------------------------------------------------------------
+
+def _stop_daemons(paths: Paths, st: dict, grace: float = 5.0) -> list[str]:
+    """SIGTERM each recorded daemon that is still ours, SIGKILL after grace
+    seconds; the names of those that were running."""
+    config = st.get("config", paths.config)
+    ours = [n for n in st.get("nodes", []) if is_our_daemon(n, config)]
+    for n in ours:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(n["pid"], signal.SIGCONT)   # a stopped one must see SIGTERM
+            os.kill(n["pid"], signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end and any(is_our_daemon(n, config) for n in ours):
+        time.sleep(0.02)
+    for n in ours:
+        if is_our_daemon(n, config):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(n["pid"], signal.SIGKILL)
+    end = time.monotonic() + 5
+    while time.monotonic() < end and any(is_our_daemon(n, config) for n in ours):
+        time.sleep(0.02)
+    return [n["name"] for n in ours]
+
+
+def _teardown(paths: Paths, st: dict) -> tuple[list[str], list[str]]:
+    """Stop recorded daemons, delete recorded namespaces (only those with
+    the recorded prefix), remove the state file and what up wrote."""
+    stopped = _stop_daemons(paths, st)
+    prefix = st["prefix"]
+    deleted, failed = [], []
+    for ns in reversed(st.get("namespaces", [])):
+        if not (isinstance(ns, str) and ns.startswith(prefix) and "/" not in ns):
+            continue
+        if ns_exists(ns):
+            r = subprocess.run(["ip", "netns", "del", ns], capture_output=True, text=True,
+                               check=False)
+            if r.returncode != 0 and ns_exists(ns):
+                failed.append(f"{ns}: {r.stderr.strip()}")
+                continue
+            deleted.append(ns)
+    if failed:
+        raise LabError("could not delete namespaces: " + "; ".join(failed)
+                       + f" (the state stays in {paths.state}; try again)")
+    for f in (paths.config, paths.key, paths.state):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f)
+    for n in st.get("nodes", []):
+        d = os.path.join(paths.dir, n.get("name", ""))
+        if n.get("name") and os.path.isdir(d):
+            shutil.rmtree(d, ignore_errors=True)
+    return stopped, deleted
+
+
+def down(directory: str | None = None, out=sys.stdout) -> int:
+    paths = Paths(lab_dir(directory))
+    if not os.path.isdir(paths.dir):
+        print(f"no lab ({paths.dir} does not exist); nothing to do", file=out)
+        return 0
+    st = load_state(paths)
+    if st is None:
+        print(f"no lab (no {paths.state}); nothing to do", file=out)
+        return 0
+    need = check_root()
+    if need:
+        raise LabError(need)
+    with _locked(paths):
+        st = load_state(paths)
+        if st is None:
+            print("no lab; nothing to do", file=out)
+            return 0
+        stopped, deleted = _teardown(paths, st)
+    print(f"heart lab down: stopped {len(stopped)} daemon"
+          f"{'s' if len(stopped) != 1 else ''}"
+          + (f" ({', '.join(stopped)})" if stopped else "")
+          + f", deleted {len(deleted)} namespace{'s' if len(deleted) != 1 else ''}; "
+          f"logs kept in {paths.dir}", file=out)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# status
+# ---------------------------------------------------------------------------
+
+def status(directory: str | None = None, as_json: bool = False, out=sys.stdout) -> int:
+    paths = Paths(lab_dir(directory))
+    st = load_state(paths) if os.path.isdir(paths.dir) else None
+    if st is None:
+        if as_json:
+            print(json.dumps({"lab": None, "dir": paths.dir}), file=out)
+        else:
+            print(f"no lab (no {paths.state})", file=out)
+        return 0
+    config = st.get("config", paths.config)
+    rows = []
+    for n in st.get("nodes", []):
+        running = is_our_daemon(n, config)
+        s = node_status(paths, n["name"]) if running else None
+        rows.append({
+            "node": n["name"], "namespace": n["ns"], "address": n["v4"],
+            "pid": n.get("pid"), "daemon": "running" if running else "dead",
+            "namespace_exists": ns_exists(n["ns"]),
+            "quorate": (s or {}).get("quorum", {}).get("quorate"),
+            "owner": owner_of(s) if s else None,
+            "answers": s is not None,
+        })
+    owners = {r["owner"] for r in rows if r["answers"]}
+    agree = len(owners) == 1 and None not in owners
+    result = {"lab": st["prefix"], "dir": paths.dir, "ipv6": st.get("ipv6", False),
+              "vip": st.get("vip"), "client": st.get("client"), "nodes": rows,
+              "agree": agree, "owner": next(iter(owners)) if agree else None}
+    if as_json:
+        print(json.dumps(result, indent=2, sort_keys=True), file=out)
+        return 0
+    print(f"lab {st['prefix']} in {paths.dir}: virtual address {VIP4}"
+          + (f" and {VIP6}" if st.get("ipv6") else "")
+          + f", client namespace {st['client']['ns']} ({st['client']['v4']})", file=out)
+    print(f"  {'NODE':<7} {'NAMESPACE':<12} {'ADDRESS':<13} {'PID':<8} {'DAEMON':<8} "
+          f"{'QUORUM':<7} OWNER OF VIP", file=out)
+    for r in rows:
+        q = "-" if r["quorate"] is None else ("yes" if r["quorate"] else "no")
+        owner = r["owner"] or ("-" if not r["answers"] else "none")
+        daemon = r["daemon"] if r["answers"] or r["daemon"] == "dead" else "no answer"
+        print(f"  {r['node']:<7} {r['namespace']:<12} {r['address']:<13} "
+              f"{r['pid']!s:<8} {daemon:<8} {q:<7} {owner}", file=out)
+    if result["agree"] and result["owner"]:
+        print(f"  every answering node sees {result['owner']} as the owner", file=out)
+    elif any(r["answers"] for r in rows):
+        print("  the nodes do not agree on the owner (yet)", file=out)
+    return 0
