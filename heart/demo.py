@@ -1,8 +1,9 @@
-"""``heart demo`` until the daemon exists: two engines on loopback.
+"""The loopback demo: two engines on 127.0.0.1, no IP takeover.
 
+``heart demo`` runs this without root (and ``heart demo --loopback`` always);
+as root it runs the failover demo in network namespaces (failover_demo.py).
 Prints what each engine sees, with times measured on CLOCK_MONOTONIC by the
-engines themselves.  A later issue replaces this with the failover demo in
-network namespaces.
+engines themselves; the last line is ``detect_ms=<float>``.
 """
 from __future__ import annotations
 
