@@ -110,6 +110,7 @@ class Daemon:
         self.grace_over = False
         self.fenced: set[str] = set()
         self.watches: dict[str, takeover.ClaimWatch] = {}     # resource -> its watch
+        self.seen_held: set[str] = set()   # units some node has held since this start
         self.confirms: dict[str, asyncio.Task] = {}
         # Created in run(): on Python < 3.10 an Event binds to the loop that
         # exists when it is made, which is not the one asyncio.run() starts.
@@ -492,6 +493,7 @@ class Daemon:
                 raise StateError(f"node {pr.name} sent a record for {rec.name}")
             gen = self.engine.peer(pr.id)["generation"]
             if self.state.on_record(rec, gen):
+                self.seen_held |= set(rec.held)
                 self._dirty.set()
         elif t == "cmd":
             self._on_remote_command(pr, msg)
@@ -637,6 +639,7 @@ class Daemon:
             held.pop(unit, None)
         else:
             held[unit] = st
+            self.seen_held.add(unit)
         if self.state.update_local(held=held):
             self._publish()
 
@@ -806,12 +809,14 @@ class Daemon:
                         node=self.me, resource=rname, evidence=r)
 
     async def _foreign_claim(self, unit: str) -> tuple[str, str, str] | None:
-        """Before a unit's first start in the cluster (no node's record has
-        held it), ask the segment who has each of its addresses: one that a
-        host outside the cluster answers for is refused, and nothing is
-        changed.  A failover or handover (some node held the unit) skips
-        this, so it never slows a takeover down."""
-        if any(unit in rec.held for rec in self.state.records.values()):
+        """Before a unit's first start in the cluster (no node has held it
+        since this daemon started), ask the segment who has each of its
+        addresses: one that a host outside the cluster answers for is
+        refused, and nothing is changed.  A failover or handover (some node
+        held the unit, even if it has released it since) skips this, so it
+        never slows a takeover down."""
+        if unit in self.seen_held or any(unit in rec.held
+                                         for rec in self.state.records.values()):
             return None
         known = set(_local_macs())
         for rec in self.state.records.values():

@@ -37,6 +37,8 @@ import ipaddress
 import logging
 import os
 import socket
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -813,6 +815,8 @@ class IpaddrAgent(Agent):
         self.frames_sent = 0
         self.renewals = 0
         self.renew_errors = 0
+        self._renewer: threading.Thread | None = None
+        self._renew_stop = threading.Event()
 
     # -- helpers -----------------------------------------------------------
 
@@ -859,6 +863,7 @@ class IpaddrAgent(Agent):
 
     async def _halt(self) -> None:
         """Cancel the background tasks (bursts, repeat, refresh, renewal) and wait for them."""
+        await self._stop_renewer()
         tasks = list(self._tasks)
         self._tasks.clear()
         for t in tasks:
@@ -1008,24 +1013,42 @@ class IpaddrAgent(Agent):
             await asyncio.sleep(period)
             await self._burst(self.params.announce_count, 0.0)
 
-    async def _renew(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _renew_loop(self, stop: threading.Event) -> None:
+        """Lease renewal on a thread of its own, so that it does not depend
+        on the event loop: a daemon whose Python side is blocked for a few
+        seconds (a slow handler, a GC pause) keeps its address, while one
+        that crashed or was stopped as a whole loses it when the lease ends.
+        Each renewal still runs on the worker thread, in order with every
+        other netlink call (a renewal in flight finishes before a remove)."""
         period = self.params.renew_interval_s
         assert period
-        due = loop.time()
+        due = time.monotonic()
         failing = False
         while True:
             due += period
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            due = max(due, loop.time())  # after a stall, do not catch up in a burst
+            if stop.wait(max(0.0, due - time.monotonic())):
+                return
+            due = max(due, time.monotonic())  # after a stall, do not catch up in a burst
             try:
-                await self._in_worker(self._renew_sync, timeout_s=period)
+                self._worker().submit(self._renew_sync).result(timeout=period)
                 failing = False
             except Exception as exc:  # noqa: BLE001 - keep renewing; the monitor judges
                 self.renew_errors += 1
                 if not failing:
                     log.warning("resource %s: lease renewal failed: %s", self.name, exc)
                 failing = True
+
+    def _start_renewer(self) -> None:
+        self._renew_stop = threading.Event()
+        self._renewer = threading.Thread(target=self._renew_loop, args=(self._renew_stop,),
+                                         name=f"heart-lease-{self.name}", daemon=True)
+        self._renewer.start()
+
+    async def _stop_renewer(self) -> None:
+        t, self._renewer = self._renewer, None
+        if t is not None:
+            self._renew_stop.set()
+            await asyncio.get_running_loop().run_in_executor(None, t.join)
 
     # -- the three actions -------------------------------------------------
 
@@ -1078,7 +1101,7 @@ class IpaddrAgent(Agent):
         if note:
             text += f"; {note}"
         if p.lease_us:
-            self._spawn(self._renew())
+            self._start_renewer()
         log.info("resource %s: %s", self.name, text)
         return self._result("start", True, began, status="running", output=text)
 

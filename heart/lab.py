@@ -261,7 +261,7 @@ def _duration_us(text: str, what: str) -> int:
 
 
 def write_config(paths: Paths, nodes: int, ipv6: bool, interval_us: int,
-                 deadtime_us: int) -> None:
+                 deadtime_us: int, lease: str | None = None) -> None:
     from heart.config import format_duration
 
     warntime_us = (interval_us + deadtime_us) // 2
@@ -298,11 +298,12 @@ def write_config(paths: Paths, nodes: int, ipv6: bool, interval_us: int,
         lines += ["[[node]]", f'name = "{n}"', f"id = {i}",
                   f'addresses = {{ lan = "{v4(i)}" }}', ""]
     node_list = ", ".join(f'"{n}"' for n in names)
+    extra = f', lease = "{lease}"' if lease else ""
     lines += ["[[resource]]", 'name = "vip"', 'type = "ipaddr"',
-              f'params = {{ address = "{VIP4}/24", interface = "{DEV}" }}']
+              f'params = {{ address = "{VIP4}/24", interface = "{DEV}"{extra} }}']
     if ipv6:
         lines += ["", "[[resource]]", 'name = "vip6"', 'type = "ipaddr"',
-                  f'params = {{ address = "{VIP6}/64", interface = "{DEV}" }}', "",
+                  f'params = {{ address = "{VIP6}/64", interface = "{DEV}"{extra} }}', "",
                   "[[group]]", 'name = "service"', 'resources = ["vip", "vip6"]']
     lines += [f"nodes = [{node_list}]", "auto_failback = true", ""]
     with open(paths.config, "w") as f:
@@ -360,6 +361,7 @@ class _Builder:
         paths = self.paths
         os.makedirs(os.path.join(paths.dir, n["name"]), mode=0o700, exist_ok=True)
         env = dict(os.environ)
+        env.update(self.st.get("daemon_env") or {})
         src = os.path.dirname(os.path.dirname(os.path.abspath(heart.__file__)))
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"]
                                    if env.get("PYTHONPATH") else "")
@@ -437,7 +439,13 @@ def _has_address(ns: str, addr: str) -> bool:
 
 def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
        interval: str = "20ms", deadtime: str = "100ms", timeout: float = 30.0,
-       out=sys.stdout) -> int:
+       out=sys.stdout, daemon_env: dict[str, str] | None = None,
+       lease: str | None = None) -> int:
+    """Build the lab (see the module docstring).  daemon_env: extra
+    environment variables for the daemons (e.g. HEART_DEBUG_HOOKS=1), kept
+    in the state so restart_node() uses them too.  lease: the virtual
+    addresses' ipaddr lease (default: the resource's default, 3 dead
+    times rounded up to whole seconds)."""
     need = check_root()
     if need:
         raise LabError(need)
@@ -465,10 +473,12 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
                        "v6": v6(CLIENT_HOST) if ipv6 else None},
             "vip": {"v4": VIP4, "v6": VIP6 if ipv6 else None, "resource": "vip"},
         }
+        if daemon_env:
+            st["daemon_env"] = {str(k): str(v) for k, v in daemon_env.items()}
         old = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             save_state(paths, st)
-            write_config(paths, nodes, ipv6, interval_us, deadtime_us)
+            write_config(paths, nodes, ipv6, interval_us, deadtime_us, lease=lease)
             from heart import config
 
             config.load(paths.config, node_name=node_name(1), read_keys=True)
@@ -543,14 +553,101 @@ def _summary(paths: Paths, st: dict, owner: str, out) -> None:
 
 
 # ---------------------------------------------------------------------------
+# Working on a running lab (tests, the demo): one node at a time
+# ---------------------------------------------------------------------------
+
+def _node(st: dict, node: str) -> dict:
+    for n in st.get("nodes", []):
+        if n.get("name") == node:
+            return n
+    raise LabError(f"no node {node!r} in this lab")
+
+
+def _running_state(directory: str | None) -> tuple[Paths, dict]:
+    paths = Paths(lab_dir(directory))
+    st = load_state(paths) if os.path.isdir(paths.dir) else None
+    if st is None:
+        raise LabError(f"no lab (no {paths.state})")
+    return paths, st
+
+
+def node_pid(node: str, directory: str | None = None) -> int | None:
+    """The PID of node's daemon while it is still the process the lab
+    started, else None."""
+    paths, st = _running_state(directory)
+    n = _node(st, node)
+    return n["pid"] if is_our_daemon(n, st.get("config", paths.config)) else None
+
+
+def restart_node(node: str, directory: str | None = None) -> int:
+    """Start node's daemon again after it died (killed, stopped); its new
+    PID.  Refuses while the recorded daemon still runs.  Does not wait for
+    the cluster: poll node_status() for that."""
+    paths, st = _running_state(directory)
+    with _locked(paths):
+        st = load_state(paths)
+        if st is None:
+            raise LabError(f"no lab (no {paths.state})")
+        n = _node(st, node)
+        if is_our_daemon(n, st.get("config", paths.config)):
+            raise LabError(f"the daemon of {node} (pid {n['pid']}) is still running")
+        _Builder(paths, st).start_daemon(n)
+        return n["pid"]
+
+
+def set_link(node: str, up: bool, directory: str | None = None) -> None:
+    """`ip link set eth0 up|down` inside node's namespace (cut or restore
+    its only cable to the segment)."""
+    _paths, st = _running_state(directory)
+    run("ip", "link", "set", DEV, "up" if up else "down", ns=_node(st, node)["ns"])
+
+
+def has_address(ns: str, addr: str = VIP4) -> bool:
+    """Is addr configured on eth0 in network namespace ns?"""
+    return _has_address(ns, addr)
+
+
+# ---------------------------------------------------------------------------
 # down
 # ---------------------------------------------------------------------------
 
+def _unrecorded_daemons(st: dict, config: str) -> list[dict]:
+    """Daemons of this lab whose PID never reached the state file (up was
+    killed between starting one and recording it): processes inside one of
+    the lab's recorded namespaces whose command line is `heart run -c CONFIG
+    --node NAME` for one of its nodes.  Entries shaped like the state file's."""
+    prefix = st.get("prefix", "")
+    inodes = set()
+    for ns in st.get("namespaces", []):
+        if isinstance(ns, str) and prefix and ns.startswith(prefix) and "/" not in ns:
+            with contextlib.suppress(OSError):
+                inodes.add(os.stat(f"/var/run/netns/{ns}").st_ino)
+    recorded = {n.get("pid") for n in st.get("nodes", [])}
+    names = [n.get("name", "") for n in st.get("nodes", []) if n.get("name")]
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) in recorded:
+            continue
+        try:
+            if os.stat(f"/proc/{d}/ns/net").st_ino not in inodes:
+                continue
+        except OSError:
+            continue
+        for name in names:
+            entry = {"pid": int(d), "name": name, "starttime": None}
+            if is_our_daemon(entry, config):
+                found.append(entry)
+                break
+    return found
+
+
 def _stop_daemons(paths: Paths, st: dict, grace: float = 5.0) -> list[str]:
-    """SIGTERM each recorded daemon that is still ours, SIGKILL after grace
+    """SIGTERM each recorded daemon that is still ours (and any daemon of
+    this lab that was started but never recorded), SIGKILL after grace
     seconds; the names of those that were running."""
     config = st.get("config", paths.config)
     ours = [n for n in st.get("nodes", []) if is_our_daemon(n, config)]
+    ours += _unrecorded_daemons(st, config)
     for n in ours:
         with contextlib.suppress(ProcessLookupError):
             os.kill(n["pid"], signal.SIGCONT)   # a stopped one must see SIGTERM

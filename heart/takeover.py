@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import time
 from collections.abc import Awaitable
 from typing import Any, Callable
@@ -52,13 +53,19 @@ class ClaimWatch:
         self._taps: list[Callable[[str, str, str], None]] = []
         self._last: dict[tuple[str, str], float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd = -1
 
     def _start(self) -> None:
-        # The one reader of the announcer's fd (asyncio allows one per fd).
+        # The one reader of the announcer's socket (asyncio allows one per
+        # fd).  It watches a dup of the fd: if the announcer closes its
+        # socket (its owner gave up on a dead interface, say) while this
+        # watch is still registered, the number stays ours, and asyncio never
+        # confuses a new socket that reuses it (a control connection did).
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self.ann.claims(1000)             # what arrived before is stale
-            self._loop.add_reader(self.ann.fileno(), self._readable)
+            self._fd = os.dup(self.ann.fileno())
+            self._loop.add_reader(self._fd, self._readable)
 
     def add(self, address: str, callback: Callable[[str, str, str], None]) -> None:
         self._start()
@@ -84,14 +91,17 @@ class ClaimWatch:
         """Stop reading (before the announcer is closed: its fileno() is
         gone then)."""
         if self._loop is not None:
-            with contextlib.suppress(ValueError, OSError):
-                self._loop.remove_reader(self.ann.fileno())
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
             self._loop = None
         self._watch.clear()
 
     def _readable(self) -> None:
         try:
             claims = self.ann.claims(1000)
+        except ValueError:                    # the announcer was closed
+            self.close()
+            return
         except OSError as exc:
             log.warning("%s: reading claims: %s", self.ann.ifname, exc)
             return

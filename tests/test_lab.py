@@ -149,6 +149,19 @@ def test_down_after_an_interrupted_up(netns_ok, tmp_path):
     assert r.returncode == 0, r.stderr
     assert not set(state["namespaces"]) & namespaces()
     assert not any(alive(n["pid"]) for n in state["nodes"] if n["pid"])
+    # Also the daemon that up started but was killed before it could record:
+    # no process of this lab's config is left.
+    config = str(tmp_path / "heart.toml")
+    left = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"run" in argv and config.encode() in argv:
+            left.append(int(d))
+    assert left == [], f"daemons left running: {left}"
     assert not state_file.exists()
 
 
