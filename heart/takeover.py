@@ -17,7 +17,6 @@ is at my MAC") and compare them with this node's own MAC.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import os
