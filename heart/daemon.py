@@ -448,7 +448,9 @@ class Daemon:
                         f"{'up' if name == 'link_up' else 'down'}", node=pr.name,
                         evidence={"link": link, "peer": pr.name})
             return
-        self._publish()
+        # Who this node hears changed: that is in the digest, not the record
+        # (a peer that came up asks for the record itself).
+        self._publish(send=False)
         self._dirty.set()
 
     def _resync(self) -> None:

@@ -427,8 +427,7 @@ def _failover(paths: lab.Paths, out) -> float:
         p(f"restart {owner}'s daemon (auto_failback = {str(unit.auto_failback).lower()})")
         echo.dead.discard(owner)
         t1 = time.time_ns()
-        lab._Builder(paths, st).start_daemon(victim)
-        lab._wait_agreed(paths, st, 15)
+        lab.restart_node(owner, directory=paths.dir, wait=15)
         if unit.auto_failback:
             back = _wait(lambda: _first_reply(cap, t1, owner), 10)
             if not back:

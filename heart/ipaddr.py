@@ -1052,6 +1052,22 @@ class IpaddrAgent(Agent):
 
     # -- the three actions -------------------------------------------------
 
+    async def _netlink_step(self, action: str, fn: Any, began: float,
+                            what: str) -> tuple[Any, ActionResult | None]:
+        """fn on the worker thread within the action timeout: (its value,
+        None), or (None, the failed result naming what went wrong)."""
+        try:
+            return await self._in_worker(fn, timeout_s=self.action_timeout_s), None
+        except asyncio.TimeoutError:
+            error = f"{what} timed out after {self.action_timeout_s:g}s"
+        except AddressError as exc:
+            error = str(exc)
+        except Exception as exc:  # a bug or an unexpected netlink failure
+            log.exception("resource %s: %s failed", self.name, action)
+            error = f"{what} failed: {exc!r}"
+        return None, self._result(action, False, began, status="failed",
+                                  error=f"resource {self.name}: {error}")
+
     async def start(self) -> ActionResult:
         loop = asyncio.get_running_loop()
         began = loop.time()
@@ -1060,22 +1076,11 @@ class IpaddrAgent(Agent):
         await self._halt()  # a start after a failed start: stop the old tasks first
         self.frames_sent = self.renewals = self.renew_errors = 0
         self._send_failed = False
-        try:
-            _sent, note = await self._in_worker(self._acquire_sync,
-                                               timeout_s=self.action_timeout_s)
-        except asyncio.TimeoutError:
-            return self._result("start", False, began, status="failed",
-                                error=f"resource {self.name}: adding {p.cidr} to "
-                                      f"{p.interface} timed out after "
-                                      f"{self.action_timeout_s:g}s")
-        except AddressError as exc:
-            return self._result("start", False, began, status="failed",
-                                error=f"resource {self.name}: {exc}")
-        except Exception as exc:  # a bug or an unexpected netlink failure
-            log.exception("resource %s: start failed", self.name)
-            return self._result("start", False, began, status="failed",
-                                error=f"resource {self.name}: adding {p.cidr} to "
-                                      f"{p.interface} failed: {exc!r}")
+        done, failed = await self._netlink_step("start", self._acquire_sync, began,
+                                                f"adding {p.cidr} to {p.interface}")
+        if failed:
+            return failed
+        _sent, note = done
         parts = [f"added {p.cidr} to {p.interface}"]
         if p.label and p.version == 4:
             parts.append(f"label {p.label}")
@@ -1111,22 +1116,10 @@ class IpaddrAgent(Agent):
         p = self.params
         self._held = False
         await self._halt()
-        try:
-            removed = await self._in_worker(self._release_sync,
-                                            timeout_s=self.action_timeout_s)
-        except asyncio.TimeoutError:
-            return self._result("stop", False, began, status="failed",
-                                error=f"resource {self.name}: removing {p.cidr} from "
-                                      f"{p.interface} timed out after "
-                                      f"{self.action_timeout_s:g}s")
-        except AddressError as exc:
-            return self._result("stop", False, began, status="failed",
-                                error=f"resource {self.name}: {exc}")
-        except Exception as exc:
-            log.exception("resource %s: stop failed", self.name)
-            return self._result("stop", False, began, status="failed",
-                                error=f"resource {self.name}: removing {p.cidr} from "
-                                      f"{p.interface} failed: {exc!r}")
+        removed, failed = await self._netlink_step("stop", self._release_sync, began,
+                                                   f"removing {p.cidr} from {p.interface}")
+        if failed:
+            return failed
         text = (f"removed {p.cidr} from {p.interface}" if removed
                 else f"{p.cidr} was not on {p.interface}")
         return self._result("stop", True, began, status="stopped", output=text)

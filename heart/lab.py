@@ -579,10 +579,11 @@ def node_pid(node: str, directory: str | None = None) -> int | None:
     return n["pid"] if is_our_daemon(n, st.get("config", paths.config)) else None
 
 
-def restart_node(node: str, directory: str | None = None) -> int:
+def restart_node(node: str, directory: str | None = None,
+                 wait: float | None = None) -> int:
     """Start node's daemon again after it died (killed, stopped); its new
-    PID.  Refuses while the recorded daemon still runs.  Does not wait for
-    the cluster: poll node_status() for that."""
+    PID.  Refuses while the recorded daemon still runs.  With wait (seconds),
+    also waits until every node agrees on the owner again (LabError if not)."""
     paths, st = _running_state(directory)
     with _locked(paths):
         st = load_state(paths)
@@ -592,6 +593,8 @@ def restart_node(node: str, directory: str | None = None) -> int:
         if is_our_daemon(n, st.get("config", paths.config)):
             raise LabError(f"the daemon of {node} (pid {n['pid']}) is still running")
         _Builder(paths, st).start_daemon(n)
+        if wait is not None:
+            _wait_agreed(paths, st, wait)
         return n["pid"]
 
 
