@@ -216,7 +216,9 @@ def _cmd_lab(args: argparse.Namespace) -> int:
         if args.lab_command == "up":
             return lab.up(nodes=args.nodes, ipv6=args.ipv6, directory=args.dir,
                           interval=args.interval, deadtime=args.deadtime,
-                          timeout=args.timeout)
+                          timeout=args.timeout, links=args.links,
+                          link_kind=args.link_kind, join=args.join,
+                          cluster_id=args.cluster_id)
         if args.lab_command == "down":
             return lab.down(directory=args.dir)
         return lab.status(directory=args.dir, as_json=args.json)
@@ -428,6 +430,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="silence after which a node is down (default 100ms)")
     lu.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                     help="how long to wait for the cluster to agree (default 30)")
+    lu.add_argument("--links", type=int, default=1, choices=(1, 2),
+                    help="2 adds a second heartbeat link \"ring\": eth1 in every node "
+                         "on a second bridge, 192.0.2.128/26 (default 1)")
+    lu.add_argument("--link-kind", default="unicast", choices=("unicast", "broadcast"),
+                    help="how the lan link sends: to each peer, or to 192.0.2.255 "
+                         "(default unicast)")
+    lu.add_argument("--join", metavar="LABDIR",
+                    help="cable this lab to the segment of the running lab in LABDIR "
+                         "instead of a bridge of its own: a second cluster on one "
+                         "segment (nodes from 192.0.2.21, client .201, virtual address "
+                         ".101, the same key); that lab's `down` also takes this one down")
+    lu.add_argument("--cluster-id", type=int, metavar="ID",
+                    help="the cluster id (default 94, or one more than the joined lab's)")
     _lab_dir_opt(lu)
     ld = lsub.add_parser(
         "down", help="stop the lab's daemons and delete its namespaces",

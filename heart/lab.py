@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import io
+import ipaddress
 import json
 import os
 import shutil
@@ -43,6 +45,11 @@ VIP6 = "2001:db8::100"
 CLIENT_HOST = 200            # 192.0.2.200, 2001:db8::c8
 PORT = 6694
 CLUSTER_ID = 94
+LINK_KINDS = ("unicast", "broadcast")
+RING_DEV = "eth1"            # the second link's interface (--links 2)
+RING_BASE = 128              # second link: 192.0.2.128/26, node i at .128+host
+JOIN_BASE = 20               # a lab that joins another's segment: nodes .21 up,
+JOIN_CLIENT = 201            # its client .201, its virtual address .101
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -260,17 +267,22 @@ def _duration_us(text: str, what: str) -> int:
         raise ValueError(f"{what} {text}: {exc}") from None
 
 
-def write_config(paths: Paths, nodes: int, ipv6: bool, interval_us: int,
-                 deadtime_us: int, lease: str | None = None) -> None:
+def write_config(paths: Paths, st: dict, interval_us: int, deadtime_us: int,
+                 lease: str | None = None, key: str | None = None) -> None:
+    """The lab's heart.toml and authkey (key: the key file's line to copy,
+    else a new random key)."""
     from heart.config import format_duration
 
     warntime_us = (interval_us + deadtime_us) // 2
-    names = [node_name(i) for i in range(1, nodes + 1)]
+    names = [n["name"] for n in st["nodes"]]
+    vip4, vip6 = st["vip"]["v4"], st["vip"]["v6"]
+    kind = st.get("link_kind", "unicast")
+    link_opts = [f'kind = "{kind}"', 'group = "192.0.2.255"'] if kind == "broadcast" else []
     lines = [
         "# Written by `heart lab up`; removed by `heart lab down`.",
         "[cluster]",
         'name = "lab"',
-        f"id = {CLUSTER_ID}",
+        f"id = {st.get('cluster_id', CLUSTER_ID)}",
         f'state_dir = "{paths.dir}/{{node}}"',
         f'socket = "{paths.dir}/{{node}}/ctl.sock"',
         "",
@@ -292,25 +304,32 @@ def write_config(paths: Paths, nodes: int, ipv6: bool, interval_us: int,
         "[[link]]",
         'name = "lan"',
         f"port = {PORT}",
+        f'interface = "{DEV}"',
+        *link_opts,
         "",
     ]
-    for i, n in enumerate(names, start=1):
-        lines += ["[[node]]", f'name = "{n}"', f"id = {i}",
-                  f'addresses = {{ lan = "{v4(i)}" }}', ""]
+    if "ring" in st.get("links", ["lan"]):
+        lines += ["[[link]]", 'name = "ring"', f"port = {PORT}",
+                  f'interface = "{RING_DEV}"', ""]
+    for i, n in enumerate(st["nodes"], start=1):
+        addrs = f'lan = "{n["v4"]}"' + (f', ring = "{n["ring_v4"]}"' if n.get("ring_v4")
+                                         else "")
+        lines += ["[[node]]", f'name = "{n["name"]}"', f"id = {i}",
+                  f"addresses = {{ {addrs} }}", ""]
     node_list = ", ".join(f'"{n}"' for n in names)
     extra = f', lease = "{lease}"' if lease else ""
     lines += ["[[resource]]", 'name = "vip"', 'type = "ipaddr"',
-              f'params = {{ address = "{VIP4}/24", interface = "{DEV}"{extra} }}']
-    if ipv6:
+              f'params = {{ address = "{vip4}/24", interface = "{DEV}"{extra} }}']
+    if vip6:
         lines += ["", "[[resource]]", 'name = "vip6"', 'type = "ipaddr"',
-                  f'params = {{ address = "{VIP6}/64", interface = "{DEV}"{extra} }}', "",
+                  f'params = {{ address = "{vip6}/64", interface = "{DEV}"{extra} }}', "",
                   "[[group]]", 'name = "service"', 'resources = ["vip", "vip6"]']
     lines += [f"nodes = [{node_list}]", "auto_failback = true", ""]
     with open(paths.config, "w") as f:
         f.write("\n".join(lines))
     fd = os.open(paths.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(f"1 {os.urandom(32).hex()}\n")
+        f.write(key or f"1 {os.urandom(32).hex()}\n")
     os.chmod(paths.key, 0o600)
 
 
@@ -329,31 +348,46 @@ class _Builder:
     def build(self) -> None:
         st = self.st
         br = st["bridge_ns"]
-        self.ns_add(br)
-        run("ip", "link", "add", "br0", "type", "bridge", ns=br)
-        # No multicast snooping: the lab bridge floods groups like a hub.
-        run("ip", "link", "set", "br0", "type", "bridge", "mcast_snooping", "0", ns=br)
-        run("ip", "link", "set", "br0", "up", ns=br)
+        if not st.get("joined"):
+            self.ns_add(br)
+            bridges = ["br0"] + (["br1"] if "ring" in st.get("links", []) else [])
+            for b in bridges:
+                run("ip", "link", "add", b, "type", "bridge", ns=br)
+                # No multicast snooping: the lab bridge floods groups like a hub.
+                run("ip", "link", "set", b, "type", "bridge", "mcast_snooping", "0", ns=br)
+                run("ip", "link", "set", b, "up", ns=br)
         for n in st["nodes"]:
-            self.attach(n["ns"], n["host"], n["name"])
-        self.attach(st["client"]["ns"], CLIENT_HOST, "client")
+            self.attach(n)
+            if n.get("ring_v4"):
+                self.cable(n["ns"], n["ring_veth"], RING_DEV, "br1",
+                           f"{n['ring_v4']}/26", None)
+        self.attach(st["client"])
 
-    def attach(self, ns: str, host: int, tag: str) -> None:
-        """Make ns and cable its eth0 to the bridge.  The veth pair is made
-        inside the bridge namespace, its inner end moved straight into ns."""
+    def attach(self, h: dict) -> None:
+        """Make namespace h["ns"] and cable its eth0 to the bridge (outer end
+        h["veth"]).  The veth pair is made inside the bridge namespace, its
+        inner end moved straight into the namespace."""
+        ns = h["ns"]
         self.ns_add(ns)
         sysctl(ns, "net.ipv6.conf.all.accept_dad", "0")
         sysctl(ns, "net.ipv6.conf.default.accept_dad", "0")
+        self.cable(ns, h["veth"], DEV, "br0", f"{h['v4']}/24",
+                   f"{h['v6']}/64" if h.get("v6") else None)
+
+    def cable(self, ns: str, outer: str, dev: str, bridge: str, addr4: str,
+              addr6: str | None) -> None:
+        """A veth pair from bridge (its end `outer`) to dev in ns, with the
+        addresses given."""
         br = self.st["bridge_ns"]
-        outer = f"v{tag}"[:15]
-        run("ip", "link", "add", outer, "type", "veth", "peer", "name", DEV, "netns", ns,
+        run("ip", "link", "add", outer, "type", "veth", "peer", "name", dev, "netns", ns,
             ns=br)
-        run("ip", "link", "set", outer, "master", "br0", ns=br)
+        run("ip", "link", "set", outer, "master", bridge, ns=br)
         run("ip", "link", "set", outer, "up", ns=br)
-        run("ip", "addr", "add", f"{v4(host)}/24", "brd", "192.0.2.255", "dev", DEV, ns=ns)
-        if self.st["ipv6"]:
-            run("ip", "-6", "addr", "add", f"{v6(host)}/64", "dev", DEV, "nodad", ns=ns)
-        run("ip", "link", "set", DEV, "up", ns=ns)
+        net = ipaddress.ip_interface(addr4).network
+        run("ip", "addr", "add", addr4, "brd", str(net.broadcast_address), "dev", dev, ns=ns)
+        if addr6:
+            run("ip", "-6", "addr", "add", addr6, "dev", dev, "nodad", ns=ns)
+        run("ip", "link", "set", dev, "up", ns=ns)
 
     def start_daemon(self, n: dict) -> None:
         import heart
@@ -440,22 +474,56 @@ def _has_address(ns: str, addr: str) -> bool:
 def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
        interval: str = "20ms", deadtime: str = "100ms", timeout: float = 30.0,
        out=sys.stdout, daemon_env: dict[str, str] | None = None,
-       lease: str | None = None) -> int:
+       lease: str | None = None, links: int = 1, link_kind: str = "unicast",
+       join: str | None = None, cluster_id: int | None = None) -> int:
     """Build the lab (see the module docstring).  daemon_env: extra
     environment variables for the daemons (e.g. HEART_DEBUG_HOOKS=1), kept
     in the state so restart_node() uses them too.  lease: the virtual
     addresses' ipaddr lease (default: the resource's default, 3 dead
-    times rounded up to whole seconds)."""
+    times rounded up to whole seconds).  links: 2 adds a second link
+    "ring" (eth1 on a second bridge, 192.0.2.128/26).  link_kind: the lan
+    link's kind, "unicast" or "broadcast" (to 192.0.2.255).  join: the
+    directory of a running lab whose segment this lab's namespaces are
+    cabled to instead of a bridge of their own (a second cluster on one
+    segment: nodes from 192.0.2.21, client .201, virtual address .101, the
+    same key); cluster_id: the cluster id (default 94; 95 when joining)."""
     need = check_root()
     if need:
         raise LabError(need)
     if not 1 <= nodes <= MAX_NODES:
         raise ValueError(f"--nodes {nodes}: expected 1 to {MAX_NODES}")
+    if links not in (1, 2):
+        raise ValueError(f"--links {links}: expected 1 or 2")
+    if link_kind not in LINK_KINDS:
+        raise ValueError(f"--link-kind {link_kind}: expected one of {', '.join(LINK_KINDS)}")
+    if cluster_id is not None and not 0 < cluster_id < 2**32:
+        raise ValueError(f"--cluster-id {cluster_id}: expected 1 to {2**32 - 1}")
     interval_us = _duration_us(interval, "--interval")
     deadtime_us = _duration_us(deadtime, "--deadtime")
     if not 0 < 2 * interval_us < deadtime_us:
         raise ValueError(f"--deadtime {deadtime} must be more than twice --interval {interval}")
     paths = Paths(lab_dir(directory))
+    host_paths = key = None
+    if join is not None:
+        host_paths, host_st = _running_state(join)
+        if host_paths.dir == paths.dir:
+            raise ValueError(f"--join {join}: that is this lab's own directory")
+        if links != 1:
+            raise ValueError("--join: the joining lab has the lan link only (no --links 2)")
+        live_guests = [g for g in host_st.get("guests", [])
+                       if os.path.exists(Paths(g).state)]
+        if host_st.get("joined") or live_guests:
+            raise LabError(f"--join {join}: that segment already has two clusters")
+        if cluster_id is None:
+            cluster_id = host_st.get("cluster_id", CLUSTER_ID) + 1
+        if cluster_id == host_st.get("cluster_id", CLUSTER_ID):
+            raise ValueError(f"--cluster-id {cluster_id}: the lab in {join} has that id; "
+                             f"two clusters on one segment need different ids")
+        with open(host_paths.key) as f:
+            key = f.read()       # the same key: only the cluster id tells them apart
+    base = JOIN_BASE if join else 0
+    client_host = JOIN_CLIENT if join else CLIENT_HOST
+    vip_host = int(VIP4.rsplit(".", 1)[1]) + (1 if join else 0)
     os.makedirs(paths.dir, mode=0o700, exist_ok=True)
     with _locked(paths):
         if load_state(paths) is not None:
@@ -464,21 +532,34 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
         prefix = f"hl{uuid.uuid4().hex[:6]}"
         st = {
             "version": 1, "prefix": prefix, "dir": paths.dir, "config": paths.config,
-            "ipv6": ipv6, "created": time.time(), "bridge_ns": f"{prefix}br",
-            "namespaces": [],
-            "nodes": [{"name": node_name(i), "ns": f"{prefix}n{i}", "host": i,
-                       "v4": v4(i), "v6": v6(i) if ipv6 else None, "pid": None,
+            "ipv6": ipv6, "created": time.time(),
+            "bridge_ns": host_st["bridge_ns"] if join else f"{prefix}br",
+            "joined": host_paths.dir if join else None,
+            "cluster_id": cluster_id or CLUSTER_ID, "link_kind": link_kind,
+            "links": ["lan", "ring"][:links], "namespaces": [],
+            "nodes": [{"name": node_name(i), "ns": f"{prefix}n{i}", "host": base + i,
+                       "veth": f"{prefix}n{i}", "v4": v4(base + i),
+                       "v6": v6(base + i) if ipv6 else None, "pid": None,
                        "starttime": None} for i in range(1, nodes + 1)],
-            "client": {"ns": f"{prefix}c", "v4": v4(CLIENT_HOST),
-                       "v6": v6(CLIENT_HOST) if ipv6 else None},
-            "vip": {"v4": VIP4, "v6": VIP6 if ipv6 else None, "resource": "vip"},
+            "client": {"ns": f"{prefix}c", "veth": f"{prefix}c", "host": client_host,
+                       "v4": v4(client_host), "v6": v6(client_host) if ipv6 else None},
+            "hosts": [],
+            "vip": {"v4": v4(vip_host),
+                    "v6": (VIP6[:-1] + ("1" if join else "0")) if ipv6 else None,
+                    "resource": "vip"},
         }
+        if links == 2:
+            for n in st["nodes"]:
+                n["ring_v4"] = v4(RING_BASE + n["host"])
+                n["ring_veth"] = f"{prefix}r{n['host']}"
         if daemon_env:
             st["daemon_env"] = {str(k): str(v) for k, v in daemon_env.items()}
         old = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             save_state(paths, st)
-            write_config(paths, nodes, ipv6, interval_us, deadtime_us, lease=lease)
+            if host_paths is not None:
+                _add_guest(host_paths, paths.dir)
+            write_config(paths, st, interval_us, deadtime_us, lease=lease, key=key)
             from heart import config
 
             config.load(paths.config, node_name=node_name(1), read_keys=True)
@@ -507,6 +588,25 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
     return 0
 
 
+def _add_guest(host_paths: Paths, guest_dir: str) -> None:
+    """Record in the joined lab that guest_dir's lab is cabled to its
+    segment, so its `down` takes the guest down first."""
+    with _locked(host_paths):
+        hst = load_state(host_paths)
+        if hst is None:
+            raise LabError(f"the lab in {host_paths.dir} went away")
+        hst.setdefault("guests", []).append(guest_dir)
+        save_state(host_paths, hst)
+
+
+def _drop_guest(host_paths: Paths, guest_dir: str) -> None:
+    with _locked(host_paths):
+        hst = load_state(host_paths)
+        if hst is not None and guest_dir in hst.get("guests", []):
+            hst["guests"].remove(guest_dir)
+            save_state(host_paths, hst)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -523,7 +623,8 @@ def _wait_agreed(paths: Paths, st: dict, timeout: float) -> str:
         if ok:
             owner = why
             ns = next(n["ns"] for n in st["nodes"] if n["name"] == owner)
-            if _has_address(ns, VIP4) and (not st["ipv6"] or _has_address(ns, VIP6)):
+            vip = st["vip"]
+            if _has_address(ns, vip["v4"]) and (not vip["v6"] or _has_address(ns, vip["v6"])):
                 return owner
             why = f"{owner} holds vip but its address is not configured yet"
         time.sleep(0.05)
@@ -533,7 +634,7 @@ def _wait_agreed(paths: Paths, st: dict, timeout: float) -> str:
 
 def _summary(paths: Paths, st: dict, owner: str, out) -> None:
     p = lambda s="": print(s, file=out)
-    vips = VIP4 + (f" and {VIP6}" if st["ipv6"] else "")
+    vips = st["vip"]["v4"] + (f" and {st['vip']['v6']}" if st["vip"]["v6"] else "")
     k = len(st["nodes"])
     p(f"heart lab up: {k} node{'s' if k != 1 else ''} on 192.0.2.0/24"
       + (" and 2001:db8::/64" if st["ipv6"] else "")
@@ -548,7 +649,7 @@ def _summary(paths: Paths, st: dict, owner: str, out) -> None:
     p()
     p(f"  lab directory {paths.dir} (heart.toml, authkey, <node>.log, lab.json)")
     p(f"  try:  heart status -c {paths.config} --node {owner}")
-    p(f"        ip netns exec {c['ns']} ping -c 3 {VIP4}")
+    p(f"        ip netns exec {c['ns']} ping -c 3 {st['vip']['v4']}")
     p("        heart lab status; heart lab down")
 
 
@@ -598,11 +699,45 @@ def restart_node(node: str, directory: str | None = None,
         return n["pid"]
 
 
-def set_link(node: str, up: bool, directory: str | None = None) -> None:
-    """`ip link set eth0 up|down` inside node's namespace (cut or restore
-    its only cable to the segment)."""
+def set_link(node: str, up: bool, directory: str | None = None, link: str = "lan") -> None:
+    """`ip link set eth0|eth1 up|down` inside node's namespace: cut or
+    restore its cable to the lan (eth0) or the ring (eth1, --links 2)."""
     _paths, st = _running_state(directory)
-    run("ip", "link", "set", DEV, "up" if up else "down", ns=_node(st, node)["ns"])
+    if link not in st.get("links", ["lan"]):
+        raise LabError(f"this lab has no link {link!r} (links: "
+                       f"{', '.join(st.get('links', ['lan']))})")
+    dev = DEV if link == "lan" else RING_DEV
+    run("ip", "link", "set", dev, "up" if up else "down", ns=_node(st, node)["ns"])
+
+
+HOST_BASE = 50              # add_host: 192.0.2.50, .51, ...
+
+
+def add_host(tag: str, directory: str | None = None) -> dict:
+    """One more namespace on the lab's segment (e.g. a rogue sender, a
+    second client): eth0 cabled to the bridge with the next free address
+    from 192.0.2.50 up (and 2001:db8::32 up with --ipv6), no daemon.
+    Recorded before it is made, so `down` removes it.  Its record:
+    {"tag", "ns", "veth", "host", "v4", "v6"}."""
+    paths, st = _running_state(directory)
+    if not tag.isalnum() or len(tag) > 5:
+        raise ValueError(f"host tag {tag!r}: expected 1 to 5 letters or digits")
+    with _locked(paths):
+        st = load_state(paths)
+        if st is None:
+            raise LabError(f"no lab (no {paths.state})")
+        hosts = st.setdefault("hosts", [])
+        if any(h["tag"] == tag for h in hosts):
+            raise LabError(f"the lab already has a host {tag!r}")
+        used = {h["host"] for h in hosts}
+        host = next(i for i in range(HOST_BASE, HOST_BASE + 40) if i not in used)
+        prefix = st["prefix"]
+        h = {"tag": tag, "ns": f"{prefix}h{tag}", "veth": f"{prefix}h{tag}", "host": host,
+             "v4": v4(host), "v6": v6(host) if st.get("ipv6") else None}
+        hosts.append(h)
+        save_state(paths, st)
+        _Builder(paths, st).attach(h)
+        return h
 
 
 def has_address(ns: str, addr: str = VIP4) -> bool:
@@ -671,7 +806,15 @@ def _stop_daemons(paths: Paths, st: dict, grace: float = 5.0) -> list[str]:
 def _teardown(paths: Paths, st: dict) -> tuple[list[str], list[str]]:
     """Stop recorded daemons, delete recorded namespaces (only those with
     the recorded prefix), remove the state file and what up wrote."""
+    for guest in st.get("guests", []):
+        # A lab cabled to this segment goes first (its cables end here).
+        with contextlib.suppress(LabError, OSError):
+            down(guest, out=io.StringIO())
     stopped = _stop_daemons(paths, st)
+    if st.get("hub"):
+        from heart import labhub
+
+        labhub.stop_hub(st["hub"])
     prefix = st["prefix"]
     deleted, failed = [], []
     for ns in reversed(st.get("namespaces", [])):
@@ -687,6 +830,11 @@ def _teardown(paths: Paths, st: dict) -> tuple[list[str], list[str]]:
     if failed:
         raise LabError("could not delete namespaces: " + "; ".join(failed)
                        + f" (the state stays in {paths.state}; try again)")
+    if st.get("joined"):
+        # Taken down by the joined lab's own down, which holds its lock:
+        # then it drops the record itself.
+        with contextlib.suppress(LabError, OSError):
+            _drop_guest(Paths(st["joined"]), paths.dir)
     for f in (paths.config, paths.key, paths.state):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f)
@@ -757,8 +905,9 @@ def status(directory: str | None = None, as_json: bool = False, out=sys.stdout) 
     if as_json:
         print(json.dumps(result, indent=2, sort_keys=True), file=out)
         return 0
-    print(f"lab {st['prefix']} in {paths.dir}: virtual address {VIP4}"
-          + (f" and {VIP6}" if st.get("ipv6") else "")
+    vip = st.get("vip") or {}
+    print(f"lab {st['prefix']} in {paths.dir}: cluster id {st.get('cluster_id', CLUSTER_ID)}, "
+          f"virtual address {vip.get('v4')}" + (f" and {vip['v6']}" if vip.get("v6") else "")
           + f", client namespace {st['client']['ns']} ({st['client']['v4']})", file=out)
     print(f"  {'NODE':<7} {'NAMESPACE':<12} {'ADDRESS':<13} {'PID':<8} {'DAEMON':<8} "
           f"{'QUORUM':<7} OWNER OF VIP", file=out)
