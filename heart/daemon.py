@@ -105,6 +105,8 @@ class Daemon:
         self.quorum: quorum.QuorumState | None = None
         self.all_seen = False
         self.started_mono = 0.0
+        self.misdirected = 0           # state messages for another node (replays)
+        self._misdirected_warned = -1.0
         self.hold_until = 0.0          # no acquire before this (monotonic s): pause hold-off
         self.grace_until = 0.0         # start-up grace ends here at the latest
         self.grace_over = False
@@ -476,7 +478,7 @@ class Daemon:
         self._dirty.set()
 
     def _ask_record(self, pr: PeerRuntime) -> None:
-        self._send(encode_message({"t": "req"}, PAYLOAD_MAX), pr.id)
+        self._send_to(pr, {"t": "req"})
 
     def _send(self, msg: bytes, to: int = 0) -> None:
         try:
@@ -484,11 +486,29 @@ class Daemon:
         except OSError as exc:
             log.warning("sending a state message: %s", exc)
 
+    def _send_to(self, pr: PeerRuntime, msg: dict) -> None:
+        """A state message for one peer only.  It names its recipient inside
+        the sealed payload: the sender's sequence numbers are shared by all
+        its messages, so one sent to this peer alone leaves a hole in every
+        other peer's replay window, and a copy replayed into that hole would
+        pass the engine's checks."""
+        try:
+            data = encode_message({**msg, "to": pr.name}, PAYLOAD_MAX)
+        except StateError as exc:
+            log.error("state message for %s: %s", pr.name, exc)
+            return
+        self._send(data, pr.id)
+
     def _on_state_message(self, pr: PeerRuntime, data: bytes) -> None:
         msg = decode_message(data)
         t = msg["t"]
+        to = msg.get("to")
+        if to is not None and to != self.me:
+            self.misdirected += 1
+            self._misdirected_log(pr, to, t)
+            return
         if t == "req":
-            self._send(self.state.record_message(PAYLOAD_MAX), pr.id)
+            self._send_to(pr, self.state.record_wire())
         elif t == "rec":
             rec = Record.from_wire(msg.get("r") or {})
             if rec.name != pr.name:
@@ -501,6 +521,16 @@ class Daemon:
             self._on_remote_command(pr, msg)
         else:
             raise StateError(f"unknown state message type {t!r}")
+
+    def _misdirected_log(self, pr: PeerRuntime, to: Any, t: str) -> None:
+        """Warn about a message for another node (a replay: nothing else
+        sends one), at most once a second."""
+        now = time.monotonic()
+        if now - self._misdirected_warned >= 1.0:
+            self._misdirected_warned = now
+            log.warning("dropped a %r state message from %s that was sent to %r, not to "
+                        "this node: a replayed copy (%d so far)", t, pr.name, to,
+                        self.misdirected)
 
     def _cleanup(self, unit: str, by: str) -> None:
         if unit in self.state.local.failed:
@@ -986,8 +1016,7 @@ class Daemon:
             if pr.name not in self.state.up:
                 return {"ok": False, "error": f"{node} is not up: it must apply its own "
                         f"standby (run the command there, or when it is back)"}
-            self._send(encode_message({"t": "cmd", "op": cmd, "by": self.me}, PAYLOAD_MAX),
-                       pr.id)
+            self._send_to(pr, {"t": "cmd", "op": cmd, "by": self.me})
             return {"ok": True, "message": f"asked {node} to {cmd}; it publishes the change"}
         if cmd in ("move", "cleanup"):
             try:
@@ -1059,6 +1088,8 @@ class Daemon:
                     entry["state"] = ps["state"]
                     entry["links"] = {name: ("up" if ls["up"] else "down")
                                       for name, ls in zip(self.link_names, ps["links"])}
+                    entry["lost"] = {name: ls["lost"]
+                                     for name, ls in zip(self.link_names, ps["links"])}
                     entry["last_heard_ms"] = (round((time.monotonic_ns()
                                                      - ps["last_arrival_ns"]) / 1e6, 1)
                                               if ps["last_arrival_ns"] else None)
@@ -1090,7 +1121,14 @@ class Daemon:
                 "uptime_s": round(time.monotonic() - self.started_mono, 1),
                 "quorum": q.as_dict(), "nodes": nodes, "links": links,
                 "resources": resources, "matrix": st.matrix(),
-                "counters": self.engine.counters()}
+                "counters": self._counters()}
+
+    def _counters(self) -> dict:
+        c = self.engine.counters()
+        # State messages the engine accepted but that were meant for
+        # another node (see _send_to).
+        c["rejected"]["misdirected"] = self.misdirected
+        return c
 
     # --------------------------------------------------------------- reload
     def _on_sighup(self) -> None:

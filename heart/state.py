@@ -184,7 +184,11 @@ class ClusterState:
         return encode_digest(self.local.version, flags, heard, len(self.names))
 
     def record_message(self, limit: int) -> bytes:
-        return encode_message({"t": "rec", "r": self.local.to_wire()}, limit)
+        return encode_message(self.record_wire(), limit)
+
+    def record_wire(self) -> dict:
+        """The local record as a state message, before encoding."""
+        return {"t": "rec", "r": self.local.to_wire()}
 
     # -- what peers tell us ----------------------------------------------
     def set_up(self, name: str, up: bool) -> None:

@@ -144,9 +144,9 @@ def wait(cond, timeout: float, step: float = 0.02):
 
 @pytest.fixture
 def make_lab(netns_ok, tmp_path, request):
-    """make_lab(**lab.up options) -> Lab: a 3-node lab (daemons with
-    HEART_DEBUG_HOOKS=1) with a probing client, settled; torn down whatever
-    happens."""
+    """make_lab(**lab.up options) -> Lab: a lab (default 3 nodes at
+    INTERVAL_MS/DEADTIME_MS, daemons with HEART_DEBUG_HOOKS=1) with a
+    probing client, settled; torn down whatever happens."""
     made = []
 
     def fin():
@@ -162,9 +162,10 @@ def make_lab(netns_ok, tmp_path, request):
     def make(**kw) -> Lab:
         L = Lab(str(tmp_path / "lab"))
         made.append(L)
-        lab.up(nodes=3, directory=L.dir, interval=f"{INTERVAL_MS}ms",
-               deadtime=f"{DEADTIME_MS}ms", out=io.StringIO(),
-               daemon_env={"HEART_DEBUG_HOOKS": "1"}, **kw)
+        opts = dict(nodes=3, interval=f"{INTERVAL_MS}ms", deadtime=f"{DEADTIME_MS}ms",
+                    daemon_env={"HEART_DEBUG_HOOKS": "1"})
+        opts.update(kw)
+        lab.up(directory=L.dir, out=io.StringIO(), **opts)
         L.client = Client(L.st)
         L.owner = L.wait_settled(L.names())
         L.client_reaches(L.owner)
@@ -212,11 +213,10 @@ def test_owner_link_cut(lab3):
     assert gone, f"{old}, cut off, still has {lab.VIP4} after {released:.1f} s"
     assert released < 5 * DEADTIME_S, \
         f"{old} released {lab.VIP4} only {released * 1000:.0f} ms after the cut"
-    # Polled with short timeouts: after the cut, a failed announcement closes
-    # the ipaddr agent's announcer while the resource's ClaimWatch still has
-    # its fd registered with the event loop; the control connection that
-    # reuses that fd number is never read (a daemon bug, reported with issue
-    # 5).  The requests after it are answered.
+    # The node must go on answering its control socket after the cut.  (It
+    # once did not: a failed announcement closed the announcer whose fd the
+    # claim watch still had registered, and a control connection that got
+    # the same fd number was never read.  The watch now reads a dup.)
     s = wait(lambda: lab.node_status(L.paths, old, timeout=0.3), 5, step=0.01)
     assert s is not None, f"{old} does not answer:" + lab._log_tail(L.paths.log(old), 20)
     assert not s["quorum"]["quorate"], s["quorum"]
