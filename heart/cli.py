@@ -221,10 +221,51 @@ def _cmd_lab(args: argparse.Namespace) -> int:
                           cluster_id=args.cluster_id)
         if args.lab_command == "down":
             return lab.down(directory=args.dir)
+        if args.lab_command in ("impair", "partition", "heal"):
+            return _lab_impair(args)
         return lab.status(directory=args.dir, as_json=args.json)
-    except lab.LabError as exc:
+    except (lab.LabError, ValueError) as exc:
         print(f"heart: {exc}", file=sys.stderr)
         return 1
+
+
+def _lab_impair(args: argparse.Namespace) -> int:
+    from heart import config, labhub
+
+    if args.lab_command == "heal":
+        labhub.heal(args.dir)
+        print("heart lab heal: the lab's bridge forwards every frame again")
+        return 0
+    groups = [[x for x in g.split(",") if x] for g in (args.groups or [])]
+    if args.lab_command == "partition":
+        loss, delay_ms, jitter_ms = 0.0, 0.0, 0.0
+        if len(groups) < 2:
+            raise ValueError("partition: name at least two groups, e.g. "
+                             "`heart lab partition node1 node2,node3`")
+    else:
+        text = args.loss.strip()
+        try:
+            loss = float(text[:-1] if text.endswith("%") else text) / 100
+        except ValueError:
+            loss = -1.0
+        if not 0 <= loss < 1:
+            raise ValueError(f"--loss {args.loss}: expected a percentage from 0 to less "
+                             f"than 100, such as 20 or 20%")
+        try:
+            delay_ms = config.parse_duration(args.delay) / 1000
+            jitter_ms = config.parse_duration(args.jitter) / 1000
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"--delay/--jitter: {exc}") from None
+    labhub.impair(args.dir, loss=loss, delay_ms=delay_ms, jitter_ms=jitter_ms,
+                  partition=groups or None)
+    what = [f"{loss * 100:g}% loss"] if loss else []
+    if delay_ms or jitter_ms:
+        what.append(f"{delay_ms:g} ms +- {jitter_ms:g} ms delay")
+    if groups:
+        what.append("partition " + " | ".join(",".join(g) for g in groups))
+    print(f"heart lab {args.lab_command}: the lab's frames now go through a userspace "
+          f"switch ({'; '.join(what) or 'no impairment'}); `heart lab heal` undoes it")
+    return 0
 
 
 def _add_config_opts(p: argparse.ArgumentParser, socket: bool = False,
@@ -406,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(192.0.2.100) that moves between them.  No real interface is "
                     "touched.  The state is kept in DIR (--dir, $HEART_LAB_DIR or "
                     "/run/heart-lab).  See docs/lab.md.")
-    lsub = lb.add_subparsers(dest="lab_command", metavar="up|down|status", required=True)
+    lsub = lb.add_subparsers(dest="lab_command",
+                             metavar="up|down|status|impair|partition|heal", required=True)
 
     def _lab_dir_opt(q: argparse.ArgumentParser) -> None:
         q.add_argument("--dir", metavar="DIR",
@@ -458,6 +500,37 @@ def build_parser() -> argparse.ArgumentParser:
                     "control socket reports it.  Prints \"no lab\" when there is none.")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     _lab_dir_opt(ls)
+    imp_desc = ("Hands the lab's bridge ports (lan only) to a userspace switch "
+                "(heart/labhub.py, run in the bridge namespace, stopped by `heal` or "
+                "`down`) that drops and delays frames, per frame and destination, and "
+                "forwards only within the groups of a partition; ports in no group (the "
+                "client) reach everybody.  It stands in for tc netem, which many kernels "
+                "lack.  Settings replace the previous ones.  See docs/lab.md.")
+    li = lsub.add_parser("impair", help="loss, delay and jitter on the lab's segment",
+                         description=imp_desc)
+    li.add_argument("--loss", default="0", metavar="PERCENT",
+                    help="chance that a frame is lost on its way to a port, e.g. 20%% "
+                         "(default 0)")
+    li.add_argument("--delay", default="0ms", metavar="DURATION",
+                    help="mean one-way delay added to each frame (default 0ms)")
+    li.add_argument("--jitter", default="0ms", metavar="DURATION",
+                    help="each frame's delay is uniform in delay +- jitter, so frames "
+                         "reorder, as with netem (default 0ms)")
+    li.add_argument("--partition", dest="groups", action="append", metavar="NODE,NODE",
+                    help="a group of nodes (or added hosts) that hear only each other; "
+                         "repeat for each side")
+    _lab_dir_opt(li)
+    lp = lsub.add_parser("partition", help="split the lab's nodes into groups",
+                         description="`heart lab partition node1 node2,node3`: node1 "
+                                     "and node2+node3 no longer hear each other; the "
+                                     "client still reaches both sides.  " + imp_desc)
+    lp.add_argument("groups", nargs="+", metavar="NODE[,NODE...]",
+                    help="one argument per side")
+    _lab_dir_opt(lp)
+    lh = lsub.add_parser("heal", help="undo impair / partition",
+                         description="Gives the ports back to the kernel bridge and stops "
+                                     "the userspace switch.  Harmless when none runs.")
+    _lab_dir_opt(lh)
     lb.set_defaults(func=_cmd_lab)
 
     k = sub.add_parser("keygen", help="write a new random authentication key file",

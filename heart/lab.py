@@ -811,10 +811,11 @@ def _teardown(paths: Paths, st: dict) -> tuple[list[str], list[str]]:
         with contextlib.suppress(LabError, OSError):
             down(guest, out=io.StringIO())
     stopped = _stop_daemons(paths, st)
-    if st.get("hub"):
-        from heart import labhub
+    for key in ("hub", "hub_old"):      # the userspace switch of `lab impair`
+        if st.get(key):
+            from heart import labhub
 
-        labhub.stop_hub(st["hub"])
+            labhub.stop_hub(st[key])
     prefix = st["prefix"]
     deleted, failed = [], []
     for ns in reversed(st.get("namespaces", [])):
@@ -899,8 +900,16 @@ def status(directory: str | None = None, as_json: bool = False, out=sys.stdout) 
         })
     owners = {r["owner"] for r in rows if r["answers"]}
     agree = len(owners) == 1 and None not in owners
+    hub = None
+    if st.get("hub"):
+        from heart import labhub
+
+        with contextlib.suppress(LabError, OSError, ValueError):
+            hub = labhub.status(paths.dir)
     result = {"lab": st["prefix"], "dir": paths.dir, "ipv6": st.get("ipv6", False),
+              "cluster_id": st.get("cluster_id", CLUSTER_ID), "links": st.get("links"),
               "vip": st.get("vip"), "client": st.get("client"), "nodes": rows,
+              "hosts": st.get("hosts", []), "hub": hub,
               "agree": agree, "owner": next(iter(owners)) if agree else None}
     if as_json:
         print(json.dumps(result, indent=2, sort_keys=True), file=out)
@@ -917,6 +926,16 @@ def status(directory: str | None = None, as_json: bool = False, out=sys.stdout) 
         daemon = r["daemon"] if r["answers"] or r["daemon"] == "dead" else "no answer"
         print(f"  {r['node']:<7} {r['namespace']:<12} {r['address']:<13} "
               f"{r['pid']!s:<8} {daemon:<8} {q:<7} {owner}", file=out)
+    for h in result["hosts"]:
+        print(f"  host {h['tag']} in namespace {h['ns']} ({h['v4']}), no daemon", file=out)
+    if hub is not None:
+        s = hub.get("settings") or {}
+        groups = " | ".join(",".join(g) for g in s.get("partition") or [])
+        print(f"  impaired by a userspace switch (pid {hub.get('pid')}, "
+              f"{'running' if hub.get('running') else 'NOT running'}): loss "
+              f"{s.get('loss', 0) * 100:g}%, delay {s.get('delay_ms', 0):g} ms +- "
+              f"{s.get('jitter_ms', 0):g} ms" + (f", partition {groups}" if groups else "")
+              + "; `heart lab heal` undoes it", file=out)
     if result["agree"] and result["owner"]:
         print(f"  every answering node sees {result['owner']} as the owner", file=out)
     elif any(r["answers"] for r in rows):

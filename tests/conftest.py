@@ -2,6 +2,7 @@
 them, except under HEART_REQUIRE_ROOT=1 (CI), where such a skip fails."""
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import netns
+from labkit import DEADTIME_MS, INTERVAL_MS, Client, Lab
+
+from heart import lab
 
 REQUIRE_ROOT = os.environ.get("HEART_REQUIRE_ROOT") == "1"
 
@@ -57,3 +61,35 @@ def cluster(tmp_path):
     yield make
     for c in made:
         c.cleanup()
+
+
+@pytest.fixture
+def make_lab(netns_ok, tmp_path, request):
+    """make_lab(**lab.up options) -> Lab: a lab (default 3 nodes at
+    INTERVAL_MS/DEADTIME_MS, daemons with HEART_DEBUG_HOOKS=1) with a
+    probing client, settled; torn down whatever happens."""
+    made = []
+
+    def fin():
+        for L in made:
+            try:
+                if L.client is not None:
+                    L.client.close()
+            finally:
+                lab.down(directory=L.dir, out=io.StringIO())
+
+    request.addfinalizer(fin)
+
+    def make(**kw) -> Lab:
+        L = Lab(str(tmp_path / "lab"))
+        made.append(L)
+        opts = dict(nodes=3, interval=f"{INTERVAL_MS}ms", deadtime=f"{DEADTIME_MS}ms",
+                    daemon_env={"HEART_DEBUG_HOOKS": "1"})
+        opts.update(kw)
+        lab.up(directory=L.dir, out=io.StringIO(), **opts)
+        L.client = Client(L.st)
+        L.owner = L.wait_settled(L.names())
+        L.client_reaches(L.owner)
+        return L
+
+    return make

@@ -4,7 +4,7 @@ nothing (issue 5: "a rogue namespace replays captured heartbeats and sends
 forged ones: ignored, counted, no state change").  Root and network
 namespaces (CI).
 
-The real 3-node `heart lab` of test_e2e_lab (interval 20 ms, dead time
+The real 3-node `heart lab` of the make_lab fixture (interval 20 ms, dead time
 100 ms, unicast UDP on lab.PORT, key id 1 with the configuration's default
 algorithm, AES-256-GCM, read here from the captured headers) gets one more
 namespace, the rogue (lab.add_host, 192.0.2.50).  A tap - an AF_PACKET
@@ -83,11 +83,10 @@ import struct
 import threading
 import time
 
-import pytest
+from labkit import Lab, wait
 
 from heart import _core as core
 from heart import control, lab
-from test_e2e_lab import Lab, make_lab, wait  # noqa: F401  (make_lab: fixture)
 
 ETH_P_ALL = 3
 ETH_P_IP = 0x0800

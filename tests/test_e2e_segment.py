@@ -1,7 +1,7 @@
 """End-to-end tests of what shares a wire with a cluster (issue 5, item 3):
 two heartbeat links with one cut, and two clusters with different ids on
 one segment.  Real 3-node `heart lab`s (heart/lab.py) with a client that
-keeps probing the virtual address (tests/test_e2e_lab.py).  Root and
+keeps probing the virtual address (tests/labkit.py).  Root and
 network namespaces (CI)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from test_e2e_lab import DEADTIME_S, Lab, make_lab, wait  # noqa: F401 (fixture)
+from labkit import DEADTIME_S, Lab, wait
 
 from heart import lab
 
