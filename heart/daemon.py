@@ -33,6 +33,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +107,7 @@ class Daemon:
         self.all_seen = False
         self.started_mono = 0.0
         self.misdirected = 0           # state messages for another node (replays)
+        self.at_risk = False           # quorum rests on peers silent for too long
         self._misdirected_warned = -1.0
         self.hold_until = 0.0          # no acquire before this (monotonic s): pause hold-off
         self.grace_until = 0.0         # start-up grace ends here at the latest
@@ -223,7 +225,8 @@ class Daemon:
                     f"{len(cfg.nodes)} nodes, {len(cfg.links)} links)",
                     node=self.me, evidence={"generation": generation, "pid": os.getpid()})
         self._tasks = [asyncio.ensure_future(self._reconciler()),
-                       asyncio.ensure_future(self._periodic())]
+                       asyncio.ensure_future(self._periodic()),
+                       asyncio.ensure_future(self._quorum_watch())]
         self._dirty.set()
         sd_notify("READY=1\nSTATUS=heartbeating")
 
@@ -568,15 +571,94 @@ class Daemon:
         self._dirty.set()
 
     # ------------------------------------------------------------- deciding
-    def _compute_quorum(self) -> quorum.QuorumState:
+    def _compute_quorum(self, peers: Iterable[str] | None = None) -> quorum.QuorumState:
+        """The quorum of this node and `peers` (default: the peers up)."""
         names = [n.name for n in self.cfg.nodes]
-        members = [self.me, *sorted(self.state.up)]
+        members = [self.me, *sorted(self.state.up if peers is None else peers)]
         ping = None
         if self.cfg.quorum.ping_nodes:
             ping = bool(self.pinger and self.pinger.reachable)
         return quorum.compute_quorum(names, members, ping_reachable=ping,
                                      wait_for_all=self.cfg.quorum.wait_for_all,
                                      all_seen=self.all_seen)
+
+    # ------------------------------------------------------- quorum at risk
+    def early_release_us(self) -> int | None:
+        """How long a quorum may rest on peers this node has not heard from
+        before it gives up what it holds: the dead time less one interval
+        (the peers' last heartbeat from us may be that much older than ours
+        from them) and less a fifth of the dead time, the time allowed for
+        noticing and stopping (an address: milliseconds; longer on a loaded
+        machine, whose Python side may wake late).  The others cannot
+        declare this node dead, and take over, before the dead time, so a
+        node cut off from the majority has released (with the fixed
+        detector) before the majority acquires.  None when the timing
+        leaves no room (deadtime under 2.5 intervals)."""
+        t = self.cfg.timing
+        early = t.deadtime_us - t.interval_us - t.deadtime_us // 5
+        return early if early >= t.interval_us else None
+
+    async def _quorum_watch(self) -> None:
+        while True:
+            try:
+                delay = self._check_quorum_risk()
+            except Exception:
+                log.exception("quorum watch")
+                delay = 0.1
+            await asyncio.sleep(delay)
+
+    def _check_quorum_risk(self) -> float:
+        """Set at_risk: quorate, but not with only the peers heard within
+        early_release_us.  The seconds until it is worth checking again."""
+        early_us = self.early_release_us()
+        interval_s = self.cfg.timing.interval_us / 1e6
+        if early_us is None or self.engine is None \
+                or self.cfg.quorum.no_quorum_policy != "release":
+            self._set_at_risk(False, {}, early_us or 0)
+            return max(interval_s, 0.01)
+        early_ns = early_us * 1000
+        now = time.monotonic_ns()
+        fresh, silent = [], {}
+        next_ns = now + early_ns
+        for pr in self.peers.values():
+            if pr.name not in self.state.up:
+                continue
+            try:
+                last = self.engine.peer(pr.id)["last_arrival_ns"]
+            except OSError:
+                continue
+            if last and now - last < early_ns:
+                fresh.append(pr.name)
+                next_ns = min(next_ns, last + early_ns)
+            else:
+                silent[pr.name] = round((now - last) / 1e6, 1) if last else None
+        q = self._compute_quorum()
+        risk = q.quorate and not self._compute_quorum(fresh).quorate
+        self._set_at_risk(risk, silent, early_us, quorate=q.quorate)
+        if risk or silent:
+            return max(interval_s / 2, 0.001)
+        return max((next_ns - now) / 1e9, 0.001)
+
+    def _set_at_risk(self, risk: bool, silent: dict, early_us: int,
+                     quorate: bool = True) -> None:
+        if risk == self.at_risk:
+            return
+        self.at_risk = risk
+        if not risk and not quorate:
+            # The peers were declared down: quorum_lost says the rest.
+            self._dirty.set()
+            return
+        if risk:
+            self._event("quorum_at_risk",
+                        f"{self.me} has heard nothing from {', '.join(sorted(silent))} for "
+                        f"{early_us / 1000:g} ms: without them it has no quorum, so it "
+                        f"releases what it holds before they can declare it dead",
+                        node=self.me, evidence={"silent_ms": silent,
+                                                "early_release_ms": early_us / 1000})
+        else:
+            self._event("quorum_safe", f"{self.me} hears a quorum again", node=self.me,
+                        evidence={})
+        self._dirty.set()
 
     def _unit_specs(self) -> list[placement.UnitSpec]:
         return [placement.UnitSpec(u.name, tuple(u.nodes), u.auto_failback)
@@ -608,6 +690,8 @@ class Daemon:
         if self.state.update_local(quorate=q.quorate):
             self._publish()
         view = self.state.view(q.quorate)
+        # Quorum at risk: keep nothing and take nothing, as without quorum.
+        hold_view = self.state.view(False) if self.at_risk else view
         specs = self._unit_specs()
         decisions = placement.place(specs, view)
         for name, d in decisions.items():
@@ -622,12 +706,17 @@ class Daemon:
                                                     "held": sorted(v.held)}
                                                 for n, v in view.nodes.items()}})
                 ur.owner_seen, ur.reason_seen = d.owner, d.reason
-        plan = placement.plan(specs, view, self.me, policy=self.cfg.quorum.no_quorum_policy)
+        plan = placement.plan(specs, hold_view, self.me,
+                              policy=self.cfg.quorum.no_quorum_policy)
         for name in plan.release:
             if name not in self.units:
                 continue        # removed by a reload: _retire_unit stops it
-            self._start_release(name, decisions[name].reason
-                                if q.quorate else f"no quorum ({q.reason})")
+            why = decisions[name].reason
+            if not q.quorate:
+                why = f"no quorum ({q.reason})"
+            elif self.at_risk:
+                why = "quorum at risk (peers silent for most of the dead time)"
+            self._start_release(name, why)
         now = time.monotonic()
         gate = None
         if not self.grace_over and (now >= self.grace_until or self._everyone_known()):
@@ -655,7 +744,8 @@ class Daemon:
         """Placement still gives unit to this node, with quorum, and nobody
         else holds it (re-checked after anything that awaited)."""
         q = self._compute_quorum()
-        if not q.quorate or self.state.missing_records() or time.monotonic() < self.hold_until:
+        if not q.quorate or self.at_risk or self.state.missing_records() \
+                or time.monotonic() < self.hold_until:
             return False
         plan = placement.plan(self._unit_specs(), self.state.view(q.quorate), self.me,
                               policy=self.cfg.quorum.no_quorum_policy)

@@ -58,6 +58,7 @@ PACKET_OUTGOING = 4
 NETLINK_ROUTE = 0
 RTMGRP_IPV4_IFADDR = 0x10
 RTM_NEWADDR = 20
+RTM_DELADDR = 21
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 
 
@@ -224,11 +225,14 @@ def eth_src(frame: bytes) -> str:
 
 class AddressWatch:
     """An rtnetlink socket in each namespace, subscribed to IPv4 address
-    changes: when the virtual address is added there (wall clock at
-    receipt, ns)."""
+    changes: when the virtual address is first added there (seen: wall
+    clock at receipt, ns), and every change (changes: (time ns, node,
+    "add" or "del"), in order of receipt)."""
 
-    def __init__(self, nodes: list[dict]):
+    def __init__(self, nodes: list[dict], address: str = lab.VIP4):
         self.seen: dict[str, int] = {}
+        self.changes: list[tuple[int, str, str]] = []
+        self._vip = ipaddress.IPv4Address(address).packed
         self._socks: dict[int, tuple[socket.socket, str]] = {}
         try:
             for n in nodes:
@@ -245,7 +249,7 @@ class AddressWatch:
         self._thread.start()
 
     def _run(self) -> None:
-        vip = ipaddress.IPv4Address(lab.VIP4).packed
+        vip = self._vip
         while not self._stop.is_set():
             r, _, _ = select.select(list(self._socks), [], [], 0.05)
             for fd in r:
@@ -260,14 +264,18 @@ class AddressWatch:
                     length, mtype = struct.unpack_from("=IH", data, off)
                     if length < 16:
                         break
-                    if mtype == RTM_NEWADDR and name not in self.seen:
+                    if mtype in (RTM_NEWADDR, RTM_DELADDR):
                         a = off + 16 + 8          # nlmsghdr, ifaddrmsg
                         while a + 4 <= off + length:
                             alen, atype = struct.unpack_from("=HH", data, a)
                             if alen < 4:
                                 break
                             if atype in (IFA_ADDRESS, IFA_LOCAL) and data[a + 4:a + alen] == vip:
-                                self.seen[name] = now
+                                what = "add" if mtype == RTM_NEWADDR else "del"
+                                self.changes.append((now, name, what))
+                                if what == "add":
+                                    self.seen.setdefault(name, now)
+                                break
                             a += (alen + 3) & ~3
                     off += (length + 3) & ~3
 

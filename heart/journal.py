@@ -365,13 +365,14 @@ def format_event(ev: dict) -> str:
 
 ACTION_KINDS = ("resource_acquire", "resource_release", "resource_failed", "monitor_failed")
 NODE_KINDS = ("node_down", "node_up", "node_restart", "standby", "stall", "fence",
-              "quorum_lost", "quorum_regained", "duplicate_owner", "daemon_start",
+              "quorum_lost", "quorum_regained", "quorum_at_risk", "quorum_safe",
+              "duplicate_owner", "daemon_start",
               "daemon_stop", "config_reload")
 UNIT_KINDS = ("placement", "move")
 DECISION_KINDS = ACTION_KINDS + NODE_KINDS + UNIT_KINDS
 # Events that make placement change its mind, looked for just before a placement.
 TRIGGER_KINDS = ("node_down", "node_up", "node_restart", "standby", "stall", "quorum_lost",
-                 "quorum_regained", "move", "resource_failed", "monitor_failed",
+                 "quorum_regained", "quorum_at_risk", "quorum_safe", "move", "resource_failed", "monitor_failed",
                  "daemon_start", "config_reload")
 TRIGGER_WINDOW_S = 60.0      # a placement is recomputed within ms of its cause
 CONTEXT_BEFORE_S = 3600.0    # how far before a decision its placement is looked for
