@@ -154,3 +154,45 @@ def test_two_clusters_one_segment(two_clusters):
     assert downs, f"B's {new} never declared {old} down"
     assert_quiet(A, t0, a_owner, "cluster B's failover")
     A.client_reaches(a_owner)
+
+
+def test_heartbeats_keep_neighbour_entries_confirmed(make_lab):
+    """Heartbeats to a peer that is heard go out with MSG_CONFIRM, so the
+    kernel never re-probes the peer's neighbour entry (a failed probe on a
+    lossy link stops every send to the peer until ARP succeeds again; it
+    once cost a false failover in the lossy minute).  Here the entries would
+    go stale every ~0.1 s (base_reachable_time_ms 100, no delay before the
+    first probe): they must stay REACHABLE, with no probe sent."""
+    L = make_lab()
+    peers = {n["name"]: n["v4"] for n in L.st["nodes"]}
+    for n in L.names():
+        for key, value in (("base_reachable_time_ms", "100"), ("delay_first_probe_time", "0")):
+            lab.sysctl(L.ns(n), f"net.ipv4.neigh.eth0.{key}", value)
+        # Entries made from now on run on the new timing.
+        lab.run("ip", "neigh", "flush", "dev", "eth0", ns=L.ns(n))
+    time.sleep(0.5)
+
+    def entries(node: str) -> dict[str, tuple[str, int]]:
+        out = lab.run("ip", "-s", "neigh", "show", "dev", "eth0", ns=L.ns(node))
+        got = {}
+        for line in out.splitlines():
+            f = line.split()
+            if f and f[0] in peers.values():
+                probes = int(f[f.index("probes") + 1]) if "probes" in f else 0
+                got[f[0]] = (f[-1], probes)
+        return got
+
+    before = {n: entries(n) for n in L.names()}
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        for n in L.names():
+            for addr, (state, _) in entries(n).items():
+                assert state in ("REACHABLE", "DELAY"), (n, addr, state)
+        time.sleep(0.02)
+    for n in L.names():
+        after = entries(n)
+        others = {a for name, a in peers.items() if name != n}
+        assert set(after) >= others, (n, after)
+        for addr in others:
+            assert after[addr][1] == before[n].get(addr, ("", 0))[1], \
+                f"{n} probed {addr}: {before[n]} -> {after}"

@@ -313,6 +313,12 @@ int hb_link_send_all(hb_engine *e, int type, uint32_t to_node, const uint8_t *p,
                 e->txd[k].len = (size_t)n;
                 memcpy(&e->txd[k].addr, &pl->addr, pl->addrlen);
                 e->txd[k].addrlen = pl->addrlen;
+                /* Authenticated heartbeats from this peer on this link are
+                 * proof of a working neighbour: without it the kernel
+                 * re-probes the neighbour entry every half minute or so, and
+                 * on a lossy link a failed probe stops all sends to the peer
+                 * until ARP / ND succeeds again (hundreds of ms). */
+                e->txd[k].confirm = pl->up;
                 k++;
             }
         } else {
@@ -320,6 +326,7 @@ int hb_link_send_all(hb_engine *e, int type, uint32_t to_node, const uint8_t *p,
             e->txd[0].len = (size_t)n;
             memcpy(&e->txd[0].addr, &l->dest, l->destlen);
             e->txd[0].addrlen = l->destlen;
+            e->txd[0].confirm = 0;
             k = 1;
         }
         for (int off = 0; off < k;) {

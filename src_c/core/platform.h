@@ -59,6 +59,9 @@ typedef struct hb_dgram {
     size_t len;  /* receive: bytes read; send: bytes to send */
     struct sockaddr_storage addr; /* receive: source; send: destination */
     socklen_t addrlen;
+    int confirm; /* send: the destination is known to be reachable (we hear it):
+                  * MSG_CONFIRM where it exists, so the kernel keeps its
+                  * neighbour entry fresh instead of probing it */
 } hb_dgram;
 
 /* Read up to n datagrams without blocking.  Returns how many (0: none

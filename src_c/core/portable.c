@@ -157,7 +157,12 @@ int hb_portable_send_batch(int fd, hb_dgram *d, int n)
 {
     int k = 0;
     while (k < n) {
-        ssize_t r = sendto(fd, d[k].buf, d[k].len, MSG_DONTWAIT,
+        int flags = MSG_DONTWAIT;
+#ifdef MSG_CONFIRM
+        if (d[k].confirm)
+            flags |= MSG_CONFIRM;
+#endif
+        ssize_t r = sendto(fd, d[k].buf, d[k].len, flags,
                            (struct sockaddr *)&d[k].addr, d[k].addrlen);
         if (r < 0) {
             if (errno == EINTR)

@@ -54,9 +54,15 @@ int hb_send_batch(int fd, hb_dgram *d, int n)
     struct mmsghdr m[BATCH_MAX];
     struct iovec iov[BATCH_MAX];
     n = prepare(m, iov, d, n, 0);
+    /* One call per run of datagrams with the same confirm flag (sendmmsg
+     * takes one flags argument for the batch); the caller sends the rest. */
+    int run = 1;
+    while (run < n && d[run].confirm == d[0].confirm)
+        run++;
+    int flags = MSG_DONTWAIT | (d[0].confirm ? MSG_CONFIRM : 0);
     int r;
     do {
-        r = sendmmsg(fd, m, (unsigned)n, MSG_DONTWAIT);
+        r = sendmmsg(fd, m, (unsigned)run, flags);
     } while (r < 0 && errno == EINTR);
     if (r < 0)
         return -errno;
