@@ -149,12 +149,14 @@ class Prober:
         self.sock.close()
 
 
-def _ts(anc) -> int:
+def kernel_ts(anc, default: int | None = None) -> int:
+    """The SO_TIMESTAMPNS receive time (ns) in recvmsg's ancillary data;
+    default (None: now) when there is none."""
     for level, kind, value in anc:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
             sec, nsec = struct.unpack("qq", value[:16])
             return sec * 1_000_000_000 + nsec
-    return time.time_ns()
+    return time.time_ns() if default is None else default
 
 
 class Capture:
@@ -193,7 +195,7 @@ class Capture:
             if etype in (b"\x08\x06", b"\x86\xdd") or (etype == b"\x08\x00"
                                                        and udp_reply(data) is not None):
                 with self._lock:
-                    self.frames.append((_ts(anc), data))
+                    self.frames.append((kernel_ts(anc), data))
 
     def snapshot(self) -> list[tuple[int, bytes]]:
         with self._lock:

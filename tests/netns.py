@@ -40,6 +40,7 @@ def have_netns() -> str | None:
 
 # Entering a namespace, running a command in one and setting a sysctl
 # there are product code (heart lab uses them): one implementation.
+from heart.failover_demo import kernel_ts
 from heart.lab import _setns, inside, run, sysctl  # noqa: F401
 
 
@@ -219,12 +220,7 @@ class Capture:
                     break
                 if addr[2] == PACKET_OUTGOING and not self.outgoing:
                     continue
-                ts = 0
-                for level, kind, value in anc:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                        sec, nsec = struct.unpack("qq", value[:16])
-                        ts = sec * 1_000_000_000 + nsec
-                frames.append((ts, data))
+                frames.append((kernel_ts(anc, 0), data))
 
     def close(self) -> None:
         self.sock.close()

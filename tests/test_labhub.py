@@ -26,6 +26,7 @@ import uuid
 import pytest
 
 from heart import journal, lab, labhub
+from heart.failover_demo import kernel_ts
 
 ETH_P_ALL = 0x0003
 ETHERTYPE = 0x88B5              # IEEE "local experimental": nothing else sends it
@@ -82,12 +83,7 @@ class Port:
                 out = addr[2] == PACKET_OUTGOING
                 if out and not self.outgoing or data[12:14] != b"\x88\xb5":
                     continue
-                ts = 0
-                for level, kind, value in anc:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                        sec, nsec = struct.unpack("qq", value[:16])
-                        ts = sec * 1_000_000_000 + nsec
-                got.append((ts, out, data))
+                got.append((kernel_ts(anc, 0), out, data))
         return got
 
     def drain(self) -> None:
