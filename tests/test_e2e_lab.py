@@ -126,6 +126,11 @@ def test_graceful_stop_outage(lab3):
           f"got the leave message ({acq_ms:.1f} ms from the leave message to its "
           f"resource_acquire; interval {INTERVAL_MS} ms, deadtime {DEADTIME_MS} ms)")
     assert outage_ms < DEADTIME_MS
+    # The requirement: the takeover (the new owner's acquisition)
+    # within one interval of the leave message (seen: 4 to 7 ms, also under
+    # stress-ng --cpu 2 --vm 1).
+    assert acq and acq_ms < INTERVAL_MS, \
+        f"{new} acquired vip {acq_ms:.1f} ms after the leave message (interval {INTERVAL_MS} ms)"
     assert L.wait_settled(rest, namespaces=L.names()) == new
     L.client_reaches(new)
 
