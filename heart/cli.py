@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and agrees on the owner of the virtual address.  On any failure it "
                     "removes everything it made.  Needs root.")
     lu.add_argument("--nodes", type=int, default=3, metavar="N",
-                    help="number of nodes, 1 to 16 (default 3)")
+                    help="number of nodes, 1 to 64 (default 3)")
     lu.add_argument("--ipv6", action="store_true",
                     help="also 2001:db8::/64 addresses and the virtual address "
                          "2001:db8::100 (moves together with 192.0.2.100)")

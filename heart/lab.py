@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 DEFAULT_DIR = "/run/heart-lab"
 STATE_FILE = "lab.json"
-MAX_NODES = 16
+MAX_NODES = 64
 DEV = "eth0"                 # the interface name inside node and client namespaces
 VIP4 = "192.0.2.100"
 VIP6 = "2001:db8::100"
@@ -475,7 +475,8 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
        interval: str = "20ms", deadtime: str = "100ms", timeout: float = 30.0,
        out=sys.stdout, daemon_env: dict[str, str] | None = None,
        lease: str | None = None, links: int = 1, link_kind: str = "unicast",
-       join: str | None = None, cluster_id: int | None = None) -> int:
+       join: str | None = None, cluster_id: int | None = None,
+       daemons: bool = True) -> int:
     """Build the lab (see the module docstring).  daemon_env: extra
     environment variables for the daemons (e.g. HEART_DEBUG_HOOKS=1), kept
     in the state so restart_node() uses them too.  lease: the virtual
@@ -486,7 +487,9 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
     directory of a running lab whose segment this lab's namespaces are
     cabled to instead of a bridge of their own (a second cluster on one
     segment: nodes from 192.0.2.21, client .201, virtual address .101, the
-    same key); cluster_id: the cluster id (default 94; 95 when joining)."""
+    same key); cluster_id: the cluster id (default 94; 95 when joining).
+    daemons: False builds the namespaces and writes the configuration but
+    starts no daemon (benchmarks run other software in them, see spawn())."""
     need = check_root()
     if need:
         raise LabError(need)
@@ -494,6 +497,9 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
         raise ValueError(f"--nodes {nodes}: expected 1 to {MAX_NODES}")
     if links not in (1, 2):
         raise ValueError(f"--links {links}: expected 1 or 2")
+    if links == 2 and nodes > 62:
+        raise ValueError(f"--links 2: at most 62 nodes (the ring is 192.0.2.128/26), "
+                         f"not {nodes}")
     if link_kind not in LINK_KINDS:
         raise ValueError(f"--link-kind {link_kind}: expected one of {', '.join(LINK_KINDS)}")
     if cluster_id is not None and not 0 < cluster_id < 2**32:
@@ -512,6 +518,9 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
             raise ValueError("--join: the joining lab has the lan link only (no --links 2)")
         live_guests = [g for g in host_st.get("guests", [])
                        if os.path.exists(Paths(g).state)]
+        if nodes > JOIN_BASE - 1 or len(host_st["nodes"]) > JOIN_BASE - 1:
+            raise ValueError(f"--join: both labs can have at most {JOIN_BASE - 1} nodes "
+                             f"(the joining lab's start at 192.0.2.{JOIN_BASE + 1})")
         if host_st.get("joined") or live_guests:
             raise LabError(f"--join {join}: that segment already has two clusters")
         if cluster_id is None:
@@ -565,9 +574,11 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
             config.load(paths.config, node_name=node_name(1), read_keys=True)
             b = _Builder(paths, st)
             b.build()
-            for n in st["nodes"]:
-                b.start_daemon(n)
-            owner = _wait_agreed(paths, st, timeout)
+            owner = None
+            if daemons:
+                for n in st["nodes"]:
+                    b.start_daemon(n)
+                owner = _wait_agreed(paths, st, timeout)
         except BaseException as exc:
             # Let the cleanup finish, whatever else arrives meanwhile.
             old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -586,6 +597,91 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
             signal.signal(signal.SIGTERM, old)
     _summary(paths, st, owner, out)
     return 0
+
+
+def spawn(where: str, argv: list[str], directory: str | None = None,
+          log: str | None = None) -> int:
+    """Start argv inside the namespace of node `where` (or "client", or an
+    added host's tag), detached, output to log (default DIR/<where>-<name>.log);
+    recorded (PID, start time, command line) before this returns, so `down`
+    stops it (SIGTERM, then SIGKILL; only while it is still that process).
+    Benchmarks start keepalived or ucarp this way.  Its PID."""
+    paths, st = _running_state(directory)
+    with _locked(paths):
+        st = load_state(paths)
+        if st is None:
+            raise LabError(f"no lab (no {paths.state})")
+        places = {n["name"]: n["ns"] for n in st["nodes"]}
+        places["client"] = st["client"]["ns"]
+        places.update({h["tag"]: h["ns"] for h in st.get("hosts", [])})
+        if where not in places:
+            raise LabError(f"no node or host {where!r} in this lab")
+        log = log or os.path.join(paths.dir, f"{where}-{os.path.basename(argv[0])}.log")
+        with open(log, "ab") as f, inside(places[where]):
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=f,
+                                 stderr=subprocess.STDOUT, cwd=paths.dir,
+                                 start_new_session=True, close_fds=True)
+        p.returncode = 0        # detached: never waited for here
+        pst = _proc_stat(p.pid)
+        st.setdefault("procs", []).append(
+            {"pid": p.pid, "starttime": pst[1] if pst else None, "argv": argv,
+             "where": where})
+        save_state(paths, st)
+        return p.pid
+
+
+def _is_our_proc(entry: dict) -> bool:
+    pid = entry.get("pid")
+    if not isinstance(pid, int) or pid <= 1:
+        return False
+    pst = _proc_stat(pid)
+    if pst is None or pst[0] in ("Z", "X"):
+        return False
+    if entry.get("starttime") is not None and pst[1] != entry["starttime"]:
+        return False
+    return _cmdline(pid)[:1] == entry.get("argv", [None])[:1]
+
+
+def stop_spawned(pid: int, directory: str | None = None, grace: float = 5.0) -> bool:
+    """Stop one process that spawn() started (SIGTERM, SIGKILL after
+    grace); True if it was running.  Also forgets it."""
+    paths, st = _running_state(directory)
+    with _locked(paths):
+        st = load_state(paths) or st
+        procs = st.get("procs", [])
+        entry = next((e for e in procs if e.get("pid") == pid), None)
+        if entry is None:
+            raise LabError(f"pid {pid} was not started by this lab")
+        was = _stop_procs([entry], grace)
+        procs.remove(entry)
+        save_state(paths, st)
+        return bool(was)
+
+
+def _stop_procs(entries: list[dict], grace: float = 5.0) -> list[dict]:
+    ours = [e for e in entries if _is_our_proc(e)]
+    for e in ours:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(e["pid"], signal.SIGCONT)
+            os.kill(e["pid"], signal.SIGTERM)
+    end = time.monotonic() + grace
+    while time.monotonic() < end and any(_is_our_proc(e) for e in ours):
+        time.sleep(0.02)
+    for e in ours:
+        if _is_our_proc(e):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(e["pid"], signal.SIGKILL)
+    end = time.monotonic() + 5
+    for e in ours:
+        # Reap it when this process started it (no zombie left behind).
+        while time.monotonic() < end:
+            try:
+                if os.waitpid(e["pid"], os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:
+                break
+            time.sleep(0.01)
+    return ours
 
 
 def _add_guest(host_paths: Paths, guest_dir: str) -> None:
@@ -632,14 +728,15 @@ def _wait_agreed(paths: Paths, st: dict, timeout: float) -> str:
                    f"(logs: {paths.dir}/node*.log)")
 
 
-def _summary(paths: Paths, st: dict, owner: str, out) -> None:
+def _summary(paths: Paths, st: dict, owner: str | None, out) -> None:
     p = lambda s="": print(s, file=out)
     vips = st["vip"]["v4"] + (f" and {st['vip']['v6']}" if st["vip"]["v6"] else "")
     k = len(st["nodes"])
     p(f"heart lab up: {k} node{'s' if k != 1 else ''} on 192.0.2.0/24"
       + (" and 2001:db8::/64" if st["ipv6"] else "")
       + f", bridge in namespace {st['bridge_ns']}")
-    p(f"  virtual address {vips} on {owner}")
+    p(f"  virtual address {vips} on {owner}" if owner else
+      f"  no daemons started (virtual address {vips} is not configured anywhere)")
     p()
     p(f"  {'NODE':<7} {'NAMESPACE':<12} {'ADDRESS':<13} PID")
     for n in st["nodes"]:
@@ -648,7 +745,7 @@ def _summary(paths: Paths, st: dict, owner: str, out) -> None:
     p(f"  {'client':<7} {c['ns']:<12} {c['v4']:<13} -")
     p()
     p(f"  lab directory {paths.dir} (heart.toml, authkey, <node>.log, lab.json)")
-    p(f"  try:  heart status -c {paths.config} --node {owner}")
+    p(f"  try:  heart status -c {paths.config} --node {owner or st['nodes'][0]['name']}")
     p(f"        ip netns exec {c['ns']} ping -c 3 {st['vip']['v4']}")
     p("        heart lab status; heart lab down")
 
@@ -710,13 +807,13 @@ def set_link(node: str, up: bool, directory: str | None = None, link: str = "lan
     run("ip", "link", "set", dev, "up" if up else "down", ns=_node(st, node)["ns"])
 
 
-HOST_BASE = 50              # add_host: 192.0.2.50, .51, ...
+HOST_BASE = 230             # add_host: 192.0.2.230 to .249
 
 
 def add_host(tag: str, directory: str | None = None) -> dict:
     """One more namespace on the lab's segment (e.g. a rogue sender, a
     second client): eth0 cabled to the bridge with the next free address
-    from 192.0.2.50 up (and 2001:db8::32 up with --ipv6), no daemon.
+    from 192.0.2.230 up (and 2001:db8::e6 up with --ipv6), no daemon.
     Recorded before it is made, so `down` removes it.  Its record:
     {"tag", "ns", "veth", "host", "v4", "v6"}."""
     paths, st = _running_state(directory)
@@ -730,7 +827,9 @@ def add_host(tag: str, directory: str | None = None) -> dict:
         if any(h["tag"] == tag for h in hosts):
             raise LabError(f"the lab already has a host {tag!r}")
         used = {h["host"] for h in hosts}
-        host = next(i for i in range(HOST_BASE, HOST_BASE + 40) if i not in used)
+        host = next((i for i in range(HOST_BASE, HOST_BASE + 20) if i not in used), None)
+        if host is None:
+            raise LabError("the lab has no free host address left (192.0.2.230 to .249)")
         prefix = st["prefix"]
         h = {"tag": tag, "ns": f"{prefix}h{tag}", "veth": f"{prefix}h{tag}", "host": host,
              "v4": v4(host), "v6": v6(host) if st.get("ipv6") else None}
@@ -811,6 +910,7 @@ def _teardown(paths: Paths, st: dict) -> tuple[list[str], list[str]]:
         with contextlib.suppress(LabError, OSError):
             down(guest, out=io.StringIO())
     stopped = _stop_daemons(paths, st)
+    _stop_procs(st.get("procs", []))
     for key in ("hub", "hub_old"):      # the userspace switch of `lab impair`
         if st.get(key):
             from heart import labhub
