@@ -7,7 +7,7 @@ namespaces (CI).
 The real 3-node `heart lab` of the make_lab fixture (interval 20 ms, dead time
 100 ms, unicast UDP on lab.PORT, key id 1 with the configuration's default
 algorithm, AES-256-GCM, read here from the captured headers) gets one more
-namespace, the rogue (lab.add_host, 192.0.2.50).  A tap - an AF_PACKET
+namespace, the rogue (lab.add_host, 192.0.2.230).  A tap - an AF_PACKET
 socket in the bridge namespace on each node's outer veth end - first
 records one second of real traffic (heartbeats and state messages as the
 nodes send them), then, during the attack, every frame the nodes are given.
