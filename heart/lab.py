@@ -506,6 +506,7 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
         raise ValueError(f"--cluster-id {cluster_id}: expected 1 to {2**32 - 1}")
     interval_us = _duration_us(interval, "--interval")
     deadtime_us = _duration_us(deadtime, "--deadtime")
+    _warn_neighbour_table(nodes, out)
     if not 0 < 2 * interval_us < deadtime_us:
         raise ValueError(f"--deadtime {deadtime} must be more than twice --interval {interval}")
     paths = Paths(lab_dir(directory))
@@ -682,6 +683,24 @@ def _stop_procs(entries: list[dict], grace: float = 5.0) -> list[dict]:
                 break
             time.sleep(0.01)
     return ours
+
+
+def _warn_neighbour_table(nodes: int, out) -> None:
+    """Every node needs an ARP entry for every other node (and the client,
+    the address...), and the kernel's table is shared by all namespaces:
+    past net.ipv4.neigh.default.gc_thresh3 entries nodes stop hearing each
+    other (bench/scale.py found it at 64 nodes: the cluster never formed)."""
+    try:
+        with open("/proc/sys/net/ipv4/neigh/default/gc_thresh3") as f:
+            thresh3 = int(f.read())
+    except (OSError, ValueError):
+        return
+    need = nodes * (nodes + 3)
+    if need > thresh3:
+        print(f"heart lab up: warning: {nodes} nodes need about {need} ARP entries, but "
+              f"the kernel's table, shared by every namespace, holds {thresh3} "
+              f"(net.ipv4.neigh.default.gc_thresh3): nodes will not all hear each other; "
+              f"raise net.ipv4.neigh.default.gc_thresh2 and gc_thresh3 first", file=out)
 
 
 def _add_guest(host_paths: Paths, guest_dir: str) -> None:
