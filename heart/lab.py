@@ -245,10 +245,18 @@ def _locked(paths: Paths):
     """One lab command at a time per lab directory."""
     fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LabError(f"another `heart lab` command is working on {paths.dir}") from None
+        end = time.monotonic() + 1.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # Also while another thread of this process forks: the child
+                # shares the descriptor (and the lock) until it execs.
+                if time.monotonic() >= end:
+                    raise LabError(f"another `heart lab` command is working on "
+                                   f"{paths.dir}") from None
+                time.sleep(0.01)
         yield
     finally:
         os.close(fd)
@@ -296,7 +304,7 @@ def write_config(paths: Paths, st: dict, interval_us: int, deadtime_us: int,
         f'key_file = "{paths.key}"',
         "",
         "[engine]",
-        "realtime_priority = 10",
+        f"realtime_priority = {st.get('realtime_priority', 10)}",
         "",
         "[quorum]",
         "wait_for_all = true",
@@ -401,7 +409,7 @@ class _Builder:
                                    if env.get("PYTHONPATH") else "")
         argv = [sys.executable, "-m", "heart", "run", "-c", paths.config,
                 "--node", n["name"]]
-        with open(paths.log(n["name"]), "wb") as log, inside(n["ns"]):
+        with open(paths.log(n["name"]), "ab") as log, inside(n["ns"]):
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                  stderr=subprocess.STDOUT, env=env, cwd=paths.dir,
                                  start_new_session=True, close_fds=True)
@@ -476,7 +484,7 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
        out=sys.stdout, daemon_env: dict[str, str] | None = None,
        lease: str | None = None, links: int = 1, link_kind: str = "unicast",
        join: str | None = None, cluster_id: int | None = None,
-       daemons: bool = True) -> int:
+       daemons: bool = True, realtime_priority: int = 10) -> int:
     """Build the lab (see the module docstring).  daemon_env: extra
     environment variables for the daemons (e.g. HEART_DEBUG_HOOKS=1), kept
     in the state so restart_node() uses them too.  lease: the virtual
@@ -489,7 +497,8 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
     segment: nodes from 192.0.2.21, client .201, virtual address .101, the
     same key); cluster_id: the cluster id (default 94; 95 when joining).
     daemons: False builds the namespaces and writes the configuration but
-    starts no daemon (benchmarks run other software in them, see spawn())."""
+    starts no daemon (benchmarks run other software in them, see spawn()).
+    realtime_priority: the engine thread's SCHED_FIFO priority (0: none)."""
     need = check_root()
     if need:
         raise LabError(need)
@@ -497,6 +506,8 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
         raise ValueError(f"--nodes {nodes}: expected 1 to {MAX_NODES}")
     if links not in (1, 2):
         raise ValueError(f"--links {links}: expected 1 or 2")
+    if not 0 <= realtime_priority <= 99:
+        raise ValueError(f"realtime_priority {realtime_priority}: expected 0 to 99")
     if links == 2 and nodes > 62:
         raise ValueError(f"--links 2: at most 62 nodes (the ring is 192.0.2.128/26), "
                          f"not {nodes}")
@@ -546,6 +557,7 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
             "bridge_ns": host_st["bridge_ns"] if join else f"{prefix}br",
             "joined": host_paths.dir if join else None,
             "cluster_id": cluster_id or CLUSTER_ID, "link_kind": link_kind,
+            "realtime_priority": realtime_priority,
             "links": ["lan", "ring"][:links], "namespaces": [],
             "nodes": [{"name": node_name(i), "ns": f"{prefix}n{i}", "host": base + i,
                        "veth": f"{prefix}n{i}", "v4": v4(base + i),
