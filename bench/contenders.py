@@ -32,6 +32,8 @@ import shutil
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 
 from heart import lab
@@ -322,6 +324,34 @@ def _reap(pid: int, timeout: float = 2.0) -> None:
         except ChildProcessError:
             return
         time.sleep(0.002)
+
+
+def ensure_installed(*packages: str) -> None:
+    """The benchmark's setup step: apt-get install the Debian packages whose
+    program (same name) is missing.  A policy-rc.d that answers 101 keeps
+    their services from starting: keepalived and ucarp run only by hand,
+    inside lab namespaces."""
+    missing = [p for p in packages if not shutil.which(p) and
+               not os.access(f"/usr/sbin/{p}", os.X_OK)]
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SystemExit(f"needs {', '.join(missing)}: apt-get install {' '.join(missing)}")
+    print(f"installing {' '.join(missing)} with apt-get (their services are not started)",
+          file=sys.stderr, flush=True)
+    policy = "/usr/sbin/policy-rc.d"
+    made = not os.path.exists(policy)
+    if made:
+        with open(policy, "w") as f:
+            f.write("#!/bin/sh\nexit 101\n")
+        os.chmod(policy, 0o755)
+    try:
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True,
+                       stdout=subprocess.DEVNULL,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    finally:
+        if made:
+            os.unlink(policy)
 
 
 def become_subreaper() -> None:

@@ -24,9 +24,9 @@
 (b) Idle CPU and memory of one node of a 3-node cluster with a 1 s interval,
     in the namespaces of `heart.lab` (bridge, 192.0.2.0/24): Heart
     (`heart run`, interval 1 s), keepalived (VRRPv3, advert_int 1) and ucarp
-    (advbase 1), started by bench/contenders.py when it is there (else by
-    minimal starters here), each cluster in a lab of its own, measured once
-    node1 holds the address and --settle seconds more.  For every node, the CPU time (user + system, psutil) of its
+    (advbase 1), started by bench/contenders.py, each cluster in a lab of
+    its own, measured once node1 holds the address and --settle seconds
+    more.  For every node, the CPU time (user + system, psutil) of its
     process tree over the window, and its resident memory (RSS, summed over
     the tree).
 
@@ -287,49 +287,6 @@ def per_heartbeat(a: argparse.Namespace) -> dict:
 
 # ---------------------------------------------------------------- (b) idle clusters
 
-VIP = "192.0.2.100"
-
-
-def _start_keepalived(lab, d: str, st: dict) -> None:
-    for i, n in enumerate(st["nodes"], start=1):
-        name = n["name"]
-        conf = os.path.join(d, f"keepalived-{name}.conf")
-        with open(conf, "w") as f:
-            f.write(f"""global_defs {{
-    router_id {name}
-    vrrp_version 3
-}}
-vrrp_instance VI_1 {{
-    state BACKUP
-    interface eth0
-    virtual_router_id 51
-    priority {200 - i}
-    advert_int 1
-    virtual_ipaddress {{
-        {VIP}/24
-    }}
-}}
-""")
-        lab.spawn(name, ["/usr/sbin/keepalived", "-n", "-l", "-D", "-f", conf,
-                         "-p", os.path.join(d, f"keepalived-{name}.pid"),
-                         "-r", os.path.join(d, f"keepalived-{name}-vrrp.pid"),
-                         "-c", os.path.join(d, f"keepalived-{name}-check.pid")], d)
-
-
-def _start_ucarp(lab, d: str, st: dict) -> None:
-    scripts = []
-    for what in ("up", "down"):
-        path = os.path.join(d, f"ucarp-{what}.sh")
-        with open(path, "w") as f:
-            f.write("#!/bin/sh\nexit 0\n")   # the address itself is not moved
-        os.chmod(path, 0o755)
-        scripts.append(path)
-    for n in st["nodes"]:
-        lab.spawn(n["name"], ["/usr/sbin/ucarp", "-i", "eth0", "-s", n["v4"], "-v", "1",
-                              "-p", "heartbench", "-a", VIP, "-b", "1",
-                              "-u", scripts[0], "-d", scripts[1]], d)
-
-
 def _tree(pid: int):
     import psutil
 
@@ -404,45 +361,19 @@ def _cpu_delta(a: dict[int, float], b: dict[int, float]) -> float:
     return sum(v - a.get(pid, 0.0) for pid, v in b.items())
 
 
-def _node_roots(lab, d: str, system: str) -> dict[str, int]:
-    st = lab.load_state(lab.Paths(d))
-    if system == "heart":
-        return {n["name"]: n["pid"] for n in st["nodes"]}
-    return {e["where"]: e["pid"] for e in st.get("procs", [])}
-
-
-def _contenders():
-    """bench/contenders.py (the failover benchmark's cluster starters), if there."""
-    try:
-        import contenders
-    except ImportError:
-        return None
-    return contenders if hasattr(contenders, "start") else None
-
-
 def idle_one(system: str, seconds: float, settle: float) -> dict:
     from heart import lab
 
+    import contenders
+
     d = tempfile.mkdtemp(prefix=f"heart-cost-{system}-")
-    cont = _contenders()
     cluster = None
     try:
-        if cont is not None:
-            # heart: interval 1 s (dead time 3 s); keepalived: advert_int 1;
-            # ucarp: advbase 1.  Returns once node1 holds the address.
-            cluster = cont.start(system, "1s" if system == "heart" else "1", d, timeout=60)
-            roots = {n: cluster.daemon_pid(n) for n in ("node1", "node2", "node3")}
-            started_by = "bench/contenders.py"
-        else:
-            lab.up(nodes=3, directory=d, interval="1s", deadtime="3s", timeout=60,
-                   daemons=(system == "heart"), out=io.StringIO())
-            st = lab.load_state(lab.Paths(d))
-            if system == "keepalived":
-                _start_keepalived(lab, d, st)
-            elif system == "ucarp":
-                _start_ucarp(lab, d, st)
-            roots = _node_roots(lab, d, system)
-            started_by = "bench/cost.py"
+        # heart: interval 1 s (dead time 3 s); keepalived: advert_int 1;
+        # ucarp: advbase 1.  Returns once node1 holds the address.
+        cluster = contenders.start(system, "1s" if system == "heart" else "1", d, timeout=60)
+        roots = {n: cluster.daemon_pid(n) for n in ("node1", "node2", "node3")}
+        started_by = "bench/contenders.py"
         time.sleep(settle)
         t0 = {n: _tree_cpu(p) for n, p in roots.items()}
         th0 = {n: _threads_ns(p) for n, p in roots.items()}
@@ -473,6 +404,9 @@ def idle_one(system: str, seconds: float, settle: float) -> dict:
 
 
 def idle_clusters(a: argparse.Namespace) -> list[dict]:
+    import contenders
+
+    contenders.ensure_installed("keepalived", "ucarp")
     rows = []
     for system in ("heart", "keepalived", "ucarp"):
         try:

@@ -45,7 +45,6 @@ import argparse
 import math
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -498,6 +497,7 @@ def main() -> int:
         want = [tuple(x.split(":", 1)) for x in a.only.split(",") if x]
         fast = [s for s in fast if s in want]
         slow = [s for s in slow if s in want]
+    contenders.ensure_installed("keepalived", "ucarp")
     contenders.become_subreaper()
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     stop = threading.Event()
