@@ -31,3 +31,20 @@ def write_json(path: str, out: dict) -> None:
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")
+
+
+def proc_run_ns(pid: int) -> int | None:
+    """Run time (ns) of every thread of one process, from schedstat (exact,
+    where psutil's cpu_times count whole clock ticks); None if it is gone."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    total = 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total

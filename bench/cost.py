@@ -58,7 +58,7 @@ except ImportError:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, ROOT)
     import heart._core as core
 sys.path.insert(0, HERE)
-from _common import machine_info, write_json
+from _common import machine_info, proc_run_ns, write_json
 
 CLUSTER = 0x48454152
 EUT = 1                     # node id of the engine under test
@@ -297,23 +297,6 @@ def _tree(pid: int):
         return []
 
 
-def _proc_run_ns(pid: int) -> int | None:
-    """Run time (ns) of every thread of one process, from schedstat (exact,
-    where psutil's cpu_times count whole clock ticks of 10 ms)."""
-    total = 0
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return None
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
-
 def _threads_ns(pid: int) -> dict[str, list[int]]:
     """{thread name: [run time ns, wake-ups (schedstat's timeslices)]} of one
     process (threads of one name summed)."""
@@ -347,7 +330,7 @@ def _tree_cpu(pid: int) -> tuple[dict[int, float], int, int]:
     for i, p in enumerate(procs):
         try:
             t = p.cpu_times()
-            ns = _proc_run_ns(p.pid)
+            ns = proc_run_ns(p.pid)
             own = ns / 1e9 if ns is not None else t.user + t.system
             cpu[p.pid] = own + (t.children_user + t.children_system if i == 0 else 0)
             rss += p.memory_info().rss

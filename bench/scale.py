@@ -51,25 +51,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
-from _common import machine_info, write_json
+from _common import machine_info, proc_run_ns, write_json
 
 from heart import journal, lab
-
-
-def _run_ns(pid: int) -> int | None:
-    """Run time (ns) of all the threads of one process (schedstat)."""
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return None
-    total = 0
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
 
 
 def _rss(pid: int) -> int | None:
@@ -120,10 +104,10 @@ def measure(d: str, names: list[str], pids: dict[str, int], seconds: float) -> d
     since = time.time()
     c0 = _counters(paths, names)
     b0 = _machine_busy()
-    r0 = {n: _run_ns(p) for n, p in pids.items()}
+    r0 = {n: proc_run_ns(p) for n, p in pids.items()}
     w0 = time.monotonic()
     time.sleep(seconds)
-    r1 = {n: _run_ns(p) for n, p in pids.items()}
+    r1 = {n: proc_run_ns(p) for n, p in pids.items()}
     wall = time.monotonic() - w0
     b1 = _machine_busy()
     c1 = _counters(paths, names)
@@ -222,7 +206,7 @@ class UpWatch(threading.Thread):
             if not st:
                 continue
             nodes = [x for x in st["nodes"] if x.get("pid")]
-            r_now = {x["name"]: _run_ns(x["pid"]) for x in nodes}
+            r_now = {x["name"]: proc_run_ns(x["pid"]) for x in nodes}
             b_now, t_now = _machine_busy(), time.monotonic()
             answering = quorate = missed = 0
             seen = []
