@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, c in clusters.items():
             with contextlib.suppress(Exception):
                 c.stop()
+        log(f"the daemons' logs are kept in {base}")
     rows = ["| contender | setting | flaps in "
             f"{args.minutes:g} min | Heart node_down events |", "|---|---|---:|---:|"]
     hs = f"interval {args.heart_interval:g} ms, deadtime {args.heart_deadtime:g} ms"
