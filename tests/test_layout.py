@@ -44,6 +44,11 @@ def test_source_rule_picks_core_plus_one_backend():
         heart_sources.pick_backend(None, system="plan9")
     with pytest.raises(heart_sources.BackendError, match="not written yet"):
         heart_sources.pick_backend(None, system="sunos")
+    # The folders the porting issue names: platform/sunos (DLPI), platform/bsd.
+    for system, backend in (("sunos", "sunos"), ("freebsd", "bsd"), ("darwin", "bsd"),
+                            ("openbsd", "bsd"), ("netbsd", "bsd")):
+        with pytest.raises(heart_sources.BackendError, match=f"src_c/platform/{backend}/"):
+            heart_sources.pick_backend(None, system=system)
 
 
 def test_source_rule_script_output_is_what_cmake_reads():

@@ -6,7 +6,7 @@ for exactly one backend.  The backend is, in order:
 
 1. ``HEART_BACKEND`` (environment, or ``--backend`` here) when set;
 2. detected from the operating system: Linux -> ``linux``; Solaris/illumos ->
-   ``dlpi``; the BSDs and macOS -> ``bpf``;
+   ``sunos`` (DLPI); the BSDs and macOS -> ``bsd`` (BPF);
 3. otherwise the build stops, unless ``none`` was asked for.
 
 A backend that is named or detected but has no folder under src_c/platform/
@@ -28,12 +28,12 @@ SRC = ROOT / "src_c"
 
 _DETECT = {
     "linux": "linux",
-    "sunos": "dlpi",
-    "freebsd": "bpf",
-    "openbsd": "bpf",
-    "netbsd": "bpf",
-    "dragonfly": "bpf",
-    "darwin": "bpf",
+    "sunos": "sunos",
+    "freebsd": "bsd",
+    "openbsd": "bsd",
+    "netbsd": "bsd",
+    "dragonfly": "bsd",
+    "darwin": "bsd",
 }
 
 
