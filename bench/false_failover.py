@@ -51,18 +51,6 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def holder_changes(initial: list[str], changes: list[tuple[int, str, str]]) -> list:
-    """[(time ns, holders)] each time the set of holders changed."""
-    holders, out = set(initial), []
-    for t, node, what in changes:
-        new = set(holders)
-        (new.add if what == "add" else new.discard)(node)
-        if new != holders:
-            holders = new
-            out.append((t, sorted(holders)))
-    return out
-
-
 class HeartCluster:
     """A Heart lab with the given timing and realtime priority."""
 
@@ -156,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         end = time.monotonic() + args.minutes * 60
         while time.monotonic() < end:
             time.sleep(min(30.0, max(0.0, end - time.monotonic())))
-            log("  " + ", ".join(f"{n}: {len(holder_changes(initial[n], watches[n].changes))}"
+            log("  " + ", ".join(f"{n}: {len(watches[n].holder_changes(initial[n]))}"
                                   for n in clusters))
         for name, c in clusters.items():
-            changes = holder_changes(initial[name], watches[name].changes)
+            changes = watches[name].holder_changes(initial[name])
             entry = {"initial_owner": initial[name], "flaps": len(changes),
                      "changes": [(round((t / 1e9) - t0, 3), h) for t, h in changes[:200]]}
             if isinstance(c, HeartCluster):

@@ -618,8 +618,10 @@ class Daemon:
         interval_s = self.cfg.timing.interval_us / 1e6
         if early_us is None or self.engine is None \
                 or self.cfg.quorum.no_quorum_policy != "release":
+            # Off for this configuration: look again now and then (a reload
+            # may change it), not every interval.
             self._set_at_risk(False, {}, early_us or 0)
-            return max(interval_s, 0.01)
+            return 1.0
         early_ns = early_us * 1000
         now = time.monotonic_ns()
         fresh, silent = [], {}

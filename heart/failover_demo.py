@@ -281,6 +281,19 @@ class AddressWatch:
                             a += (alen + 3) & ~3
                     off += (length + 3) & ~3
 
+    def holder_changes(self, initial: list[str]) -> list[tuple[int, list[str]]]:
+        """[(time ns, nodes holding the address after it)] for each change
+        of that set, starting from `initial` (a lease renewal, an add on a
+        node that has it already, is no change)."""
+        holders, out = set(initial), []
+        for t, node, what in list(self.changes):
+            new = set(holders)
+            (new.add if what == "add" else new.discard)(node)
+            if new != holders:
+                holders = new
+                out.append((t, sorted(holders)))
+        return out
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)

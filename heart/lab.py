@@ -50,6 +50,8 @@ RING_DEV = "eth1"            # the second link's interface (--links 2)
 RING_BASE = 128              # second link: 192.0.2.128/26, node i at .128+host
 JOIN_BASE = 20               # a lab that joins another's segment: nodes .21 up,
 JOIN_CLIENT = 201            # its client .201, its virtual address .101
+JOIN_VIP4 = "192.0.2.101"
+JOIN_VIP6 = "2001:db8::101"
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -544,7 +546,6 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
             key = f.read()       # the same key: only the cluster id tells them apart
     base = JOIN_BASE if join else 0
     client_host = JOIN_CLIENT if join else CLIENT_HOST
-    vip_host = int(VIP4.rsplit(".", 1)[1]) + (1 if join else 0)
     os.makedirs(paths.dir, mode=0o700, exist_ok=True)
     with _locked(paths):
         if load_state(paths) is not None:
@@ -566,8 +567,8 @@ def up(nodes: int = 3, ipv6: bool = False, directory: str | None = None,
             "client": {"ns": f"{prefix}c", "veth": f"{prefix}c", "host": client_host,
                        "v4": v4(client_host), "v6": v6(client_host) if ipv6 else None},
             "hosts": [],
-            "vip": {"v4": v4(vip_host),
-                    "v6": (VIP6[:-1] + ("1" if join else "0")) if ipv6 else None,
+            "vip": {"v4": JOIN_VIP4 if join else VIP4,
+                    "v6": (JOIN_VIP6 if join else VIP6) if ipv6 else None,
                     "resource": "vip"},
         }
         if links == 2:

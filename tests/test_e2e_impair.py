@@ -33,15 +33,6 @@ def minority_out(L: Lab, node: str) -> tuple[bool, str]:
     return True, "ok"
 
 
-def holders_over_time(initial: list[str], changes: list[tuple[int, str, str]]):
-    """[(time ns, holders after that change)] from an AddressWatch."""
-    holders, out = set(initial), []
-    for t, node, what in changes:
-        (holders.add if what == "add" else holders.discard)(node)
-        out.append((t, sorted(holders)))
-    return out
-
-
 def test_partition_owner_in_minority(make_lab):
     """The owner is cut off from the other two, the client still reaches
     everybody: the owner releases the address, the majority takes it, and
@@ -66,9 +57,9 @@ def test_partition_owner_in_minority(make_lab):
         L.client_reaches(new)
         time.sleep(0.1)
         changes = list(watch.changes)
+        timeline = watch.holder_changes([old])
     finally:
         watch.close()
-    timeline = holders_over_time([old], changes)
     two = [(t, h) for t, h in timeline if len(h) > 1]
     assert not two, f"the address was on two nodes at once: {timeline}"
     t_del = next(t for t, n, w in changes if n == old and w == "del")
