@@ -29,6 +29,9 @@ except rule.BackendError as exc:
     sys.exit(f"heart-ha build: {exc}")
 
 c_sources = rule.sources(backend)
+libraries = ["crypto", "m", "pthread"]
+if backend == "sunos":
+    libraries += ["socket", "nsl"]  # socket(3SOCKET), if_nametoindex on Solaris
 compile_args = ["-std=gnu11", "-fvisibility=hidden", "-Wall",
                 "-Wno-unused-function"]
 if os.environ.get("HEART_DEBUG"):
@@ -39,7 +42,7 @@ ext = Extension(
     sources=["heart/_core/_ext.pyx"] + c_sources,
     include_dirs=["src_c/include", "src_c/core"],
     define_macros=[("_GNU_SOURCE", None)],
-    libraries=["crypto", "m", "pthread"],
+    libraries=libraries,
     extra_compile_args=compile_args,
     depends=[str(p.relative_to(ROOT)) for p in (ROOT / "src_c").rglob("*.h")]
     + ["heart/_core/libheart.pxd"]

@@ -42,13 +42,26 @@ def test_source_rule_picks_core_plus_one_backend():
         heart_sources.pick_backend("bogus")
     with pytest.raises(heart_sources.BackendError, match="HEART_BACKEND=none"):
         heart_sources.pick_backend(None, system="plan9")
-    with pytest.raises(heart_sources.BackendError, match="not written yet"):
-        heart_sources.pick_backend(None, system="sunos")
     # The folders the porting issue names: platform/sunos (DLPI), platform/bsd.
     for system, backend in (("sunos", "sunos"), ("freebsd", "bsd"), ("darwin", "bsd"),
-                            ("openbsd", "bsd"), ("netbsd", "bsd")):
-        with pytest.raises(heart_sources.BackendError, match=f"src_c/platform/{backend}/"):
-            heart_sources.pick_backend(None, system=system)
+                            ("openbsd", "bsd"), ("netbsd", "bsd"), ("linux", "linux")):
+        assert heart_sources.pick_backend(None, system=system) == backend
+        srcs = heart_sources.sources(backend)
+        assert any(s.startswith(f"src_c/platform/{backend}/") for s in srcs)
+        assert all(s.startswith(("src_c/core/", f"src_c/platform/{backend}/")) for s in srcs)
+
+
+def test_source_rule_stops_on_a_detected_backend_without_a_folder(tmp_path, monkeypatch):
+    """A port whose folder is missing is a build error naming the folder and
+    HEART_BACKEND=none, not a silent fallback."""
+    for d in ("core", "platform/linux", "platform/none"):
+        (tmp_path / d).mkdir(parents=True)
+    monkeypatch.setattr(heart_sources, "SRC", tmp_path)
+    monkeypatch.delenv("HEART_BACKEND", raising=False)
+    with pytest.raises(heart_sources.BackendError, match="src_c/platform/bsd/") as exc:
+        heart_sources.pick_backend(None, system="freebsd")
+    assert "not written yet" in str(exc.value) and "HEART_BACKEND=none" in str(exc.value)
+    assert heart_sources.pick_backend("none") == "none"
 
 
 def test_source_rule_script_output_is_what_cmake_reads():

@@ -192,13 +192,24 @@ def parse_claim(const uint8_t[::1] frame not None):
     return _make_claim(&c) if rc == 0 else None
 
 
+# What sending raw frames needs, per backend (said when it is missing).
+_RAW_PRIVILEGE = {
+    "linux": "opening a raw socket needs CAP_NET_RAW (run as root, or grant "
+             "the capability)",
+    "sunos": "opening the DLPI device needs the net_rawaccess privilege (run "
+             "as root, or grant it with usermod -K defaultpriv=basic,net_rawaccess)",
+    "bsd": "opening a BPF device (/dev/bpf*) needs read and write access to it "
+           "(run as root, or give the daemon's group access to /dev/bpf*)",
+}
+
+
 cdef object _open_error(int rc, str ifname):
     cdef int err = -rc
     call = hb_eth_open_failed_call().decode()
     if err == _errno.EPERM or err == _errno.EACCES:
         return PermissionError(
-            err, f"{call} for interface {ifname!r}: opening a raw socket needs "
-                 f"CAP_NET_RAW (run as root, or grant the capability)")
+            err, f"{call} for interface {ifname!r}: "
+                 f"{_RAW_PRIVILEGE.get(hb_backend().decode(), _RAW_PRIVILEGE['linux'])}")
     if err == _errno.ENODEV:
         return OSError(err, f"interface {ifname!r} does not exist")
     if err == _errno.ENOSYS:
@@ -368,7 +379,9 @@ cdef class Announcer:
         """The claims that arrived since the last call, oldest first, at
         most max (non-blocking).  ARP packets without a sender address and
         invalid advertisements are skipped; at most 4 * max frames are read
-        per call, so call again while fileno() is readable.  The interface
+        per call, so call again while it returns max claims (a backend may
+        hold frames read in one batch, BPF does, which no longer make
+        fileno() readable).  The interface
         going down is not an error here (nothing arrives meanwhile); it
         vanishing is (OSError)."""
         cdef uint8_t buf[_RECV_BUF]

@@ -533,7 +533,9 @@ HB_API int hb_eth_send(hb_eth *h, const uint8_t *frame, size_t len);
  * advertisements that arrived on the interface come through (a kernel
  * filter on Linux): no frames this host sent, no VLAN-tagged frames. */
 HB_API int hb_eth_recv(hb_eth *h, uint8_t *buf, size_t cap, size_t *len);
-/* Readable (poll) while hb_eth_recv has something. */
+/* Pollable for hb_eth_recv.  Call hb_eth_recv until -EAGAIN before polling
+ * again: a backend may read several frames at once (BPF hands out a buffer
+ * of them), and frames it already holds do not keep the fd readable. */
 HB_API int hb_eth_fd(const hb_eth *h);
 /* The interface's MAC address, as read at open. */
 HB_API int hb_eth_hwaddr(const hb_eth *h, uint8_t mac[6]);
