@@ -1,24 +1,30 @@
 """The built-in ``ipaddr`` resource: a virtual IP address that follows its owner.
 
-``start`` adds the address (IPv4 or IPv6) to an interface through netlink
-(pyroute2), announces it (gratuitous ARP / unsolicited neighbour
-advertisement, via :class:`heart._core.Announcer`), repeats the announcement
-after a delay, optionally refreshes it, and keeps renewing the address's
-kernel lifetime (the *lease*) while it is held.  ``stop`` removes it.
-``monitor`` says whether it is on the interface.  See docs/ipaddr.md.
+``start`` adds the address (IPv4 or IPv6) to an interface (netlink through
+pyroute2 on Linux, ifconfig on Solaris / illumos, the BSDs and macOS),
+announces it (gratuitous ARP / unsolicited neighbour advertisement, via
+:class:`heart._core.Announcer`), repeats the announcement after a delay,
+optionally refreshes it, and on Linux keeps renewing the address's kernel
+lifetime (the *lease*) while it is held.  ``stop`` removes it.  ``monitor``
+says whether it is on the interface.  See docs/ipaddr.md.
 
 Layers:
 
 * :func:`parse_params` / :func:`validate_params` read a ``[[resource]]``
-  ``params`` table into :class:`IpaddrParams` (pure; no system calls).
-* :class:`AddressManager`: synchronous netlink calls on one interface address
-  (check, add, renew, remove, present).  pyroute2 0.9's synchronous IPRoute
-  runs its own event loop, so it cannot be used from a thread whose asyncio
-  loop is running: the agent calls it from a worker thread.
+  ``params`` table into :class:`IpaddrParams` (pure; no system calls; what
+  applies depends on the platform: labels and the lease are Linux only).
+* :class:`AddressManager`: synchronous operations on one interface address
+  (check, add, renew, remove, present), the same on every platform, over
+  per-platform primitives.  ``AddressManager()`` (or :func:`address_manager`)
+  gives :class:`NetlinkAddresses` on Linux and
+  :class:`heart.addr_ifconfig.IfconfigAddresses` on Solaris / illumos and the
+  BSDs.  pyroute2 0.9's synchronous IPRoute runs its own event loop, so it
+  cannot be used from a thread whose asyncio loop is running (and ifconfig
+  is a subprocess): the agent calls them from a worker thread.
 * :func:`add_address`, :func:`remove_address`, :func:`renew_address`,
   :func:`address_present`: the same as plain functions (for the CLI).
 * :class:`IpaddrAgent`: the resource agent the supervisor drives (asyncio;
-  netlink calls and frames go to the agent's one worker thread, so the
+  address operations and frames go to the agent's one worker thread, so the
   daemon's loop never waits on them).
 
 Nothing here changes the system before everything that can be checked has
@@ -37,6 +43,7 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -59,6 +66,9 @@ __all__ = [
     "AnnounceUnavailable",
     "IpaddrAgent",
     "IpaddrParams",
+    "NetlinkAddresses",
+    "address_backend",
+    "address_manager",
     "add_address",
     "address_present",
     "default_lease_us",
@@ -102,6 +112,20 @@ IFA_F_PERMANENT = 0x80
 
 _OFF_WORDS = ("0", "off", "none", "no", "false")
 _LEASE_OFF_WORDS = _OFF_WORDS + ("permanent", "forever")
+
+
+def address_backend(platform: str | None = None) -> str | None:
+    """How addresses are changed on ``platform`` (default: this one, sys.platform):
+    "netlink" (Linux), "sunos" (ifconfig on Solaris / illumos), "bsd" (ifconfig on
+    FreeBSD, OpenBSD, NetBSD, DragonFly and macOS), or None (not supported)."""
+    plat = (sys.platform if platform is None else platform).lower()
+    if plat.startswith("linux"):
+        return "netlink"
+    if plat.startswith("sunos") or plat.startswith("solaris"):
+        return "sunos"
+    if "bsd" in plat or plat.startswith("darwin") or plat.startswith("dragonfly"):
+        return "bsd"
+    return None
 
 
 # --------------------------------------------------------------------------- #
@@ -213,9 +237,11 @@ def default_lease_us(deadtime_us: int) -> int:
     return max(1, seconds) * 1_000_000
 
 
-def _parse(params: Mapping[str, Any], deadtime_us: int) -> tuple[IpaddrParams | None,
-                                                                 list[tuple[str, str]]]:
+def _parse(params: Mapping[str, Any], deadtime_us: int, platform: str | None = None
+           ) -> tuple[IpaddrParams | None, list[tuple[str, str]]]:
     issues = _Issues()
+    plat = sys.platform if platform is None else platform
+    linux = address_backend(plat) == "netlink"  # labels and address lifetimes: Linux only
     params = dict(params or {})
     for key in params:
         if key not in PARAMS:
@@ -309,7 +335,10 @@ def _parse(params: Mapping[str, Any], deadtime_us: int) -> tuple[IpaddrParams | 
 
     # label
     label = None
-    if "label" in params:
+    if "label" in params and not linux:
+        issues.add("label", f"address labels are Linux only; on {plat} an address has no "
+                            f"label; remove it")
+    elif "label" in params:
         label = _text(params["label"])
         if ip is not None and ip.version == 6:
             issues.add("label", "applies to IPv4 addresses only (Linux keeps no label on IPv6 "
@@ -329,7 +358,15 @@ def _parse(params: Mapping[str, Any], deadtime_us: int) -> tuple[IpaddrParams | 
 
     # lease
     lease_us: int | None
-    if "lease" in params:
+    if not linux:
+        # No kernel address lifetimes here: the address stays until removed.
+        # The default lease does not apply; an explicit one is refused.
+        lease_us = None
+        if "lease" in params and _text(params["lease"]).lower() not in _LEASE_OFF_WORDS:
+            issues.add("lease", f"{_text(params['lease'])!r}: address lifetimes (the lease) are "
+                                f"Linux only; on {plat} an address stays until it is "
+                                f"removed; remove \"lease\" or set it to \"off\"")
+    elif "lease" in params:
         text = _text(params["lease"])
         if text.lower() in _LEASE_OFF_WORDS:
             lease_us = None
@@ -381,20 +418,24 @@ def _parse(params: Mapping[str, Any], deadtime_us: int) -> tuple[IpaddrParams | 
 
 
 def validate_params(res_name: str, params: Mapping[str, Any],
-                    deadtime_us: int) -> list[tuple[str, str]]:
+                    deadtime_us: int, platform: str | None = None) -> list[tuple[str, str]]:
     """Every problem with an ipaddr resource's params, as (param key, message).
 
     Empty when :func:`parse_params` would succeed.  Messages do not repeat the
-    resource name or the key (the config loader prefixes its own location)."""
-    return _parse(params, deadtime_us)[1]
+    resource name or the key (the config loader prefixes its own location).
+    ``platform`` (a sys.platform value; default: this one) decides what
+    applies: labels and the lease are Linux only."""
+    return _parse(params, deadtime_us, platform)[1]
 
 
-def parse_params(res_name: str, params: Mapping[str, Any], deadtime_us: int) -> IpaddrParams:
+def parse_params(res_name: str, params: Mapping[str, Any], deadtime_us: int,
+                 platform: str | None = None) -> IpaddrParams:
     """The params table of ``[[resource]] type = "ipaddr"`` as :class:`IpaddrParams`.
 
     Values may be strings (as the config loader passes them) or numbers.
-    Raises ValueError naming the resource and every bad param."""
-    p, issues = _parse(params, deadtime_us)
+    Raises ValueError naming the resource and every bad param.  ``platform``:
+    as for :func:`validate_params` (off Linux the lease is None: permanent)."""
+    p, issues = _parse(params, deadtime_us, platform)
     if issues:
         raise ValueError(f"resource {res_name}: " + "; ".join(
             f"params.{key}: {msg}" for key, msg in issues))
@@ -403,9 +444,11 @@ def parse_params(res_name: str, params: Mapping[str, Any], deadtime_us: int) -> 
 
 
 def make_params(ifname: str, address: str, prefix: int | None = None, *,
-                lease_s: int | None = None, label: str | None = None) -> IpaddrParams:
+                lease_s: int | None = None, label: str | None = None,
+                platform: str | None = None) -> IpaddrParams:
     """IpaddrParams for the plain-function API (no announcements).  ``address``
-    may carry the prefix ("192.0.2.10/24").  ValueError for bad input."""
+    may carry the prefix ("192.0.2.10/24").  ValueError for bad input (also a
+    lease or a label where ``platform``, default this one, has none)."""
     raw: dict[str, Any] = {"address": address, "interface": ifname,
                            "lease": f"{int(lease_s)}s" if lease_s else "off",
                            "announce_count": 0}
@@ -413,7 +456,7 @@ def make_params(ifname: str, address: str, prefix: int | None = None, *,
         raw["prefix"] = prefix
     if label is not None:
         raw["label"] = label
-    p, issues = _parse(raw, DEFAULT_DEADTIME_US)
+    p, issues = _parse(raw, DEFAULT_DEADTIME_US, platform)
     if issues:
         raise ValueError("; ".join(f"{key}: {msg}" for key, msg in issues))
     assert p is not None
@@ -421,14 +464,14 @@ def make_params(ifname: str, address: str, prefix: int | None = None, *,
 
 
 # --------------------------------------------------------------------------- #
-# Netlink
+# Addresses: one interface, per-platform implementations
 # --------------------------------------------------------------------------- #
 
 
 class AddressError(Exception):
-    """A netlink operation on an address failed, or a check refused it.  The
-    message names the interface and the address; ``errno`` is set when the
-    kernel gave one."""
+    """An operation on an address failed, or a check refused it.  The message
+    names the interface and the address; ``errno`` is set when the kernel (or
+    the failing command's message) gave one."""
 
     def __init__(self, message: str, errno_: int | None = None) -> None:
         super().__init__(message)
@@ -437,7 +480,9 @@ class AddressError(Exception):
 
 @dataclass
 class AddressInfo:
-    """One address as the kernel reports it."""
+    """One address as the kernel reports it (netlink), or as ifconfig lists it
+    (there: lifetimes None, flags only IFA_F_TENTATIVE / IFA_F_DADFAILED, label
+    the Solaris logical interface, such as "net0:1")."""
 
     interface: str
     index: int
@@ -471,13 +516,217 @@ def _code(exc: BaseException) -> int | None:
 
 
 class AddressManager:
-    """Netlink operations on interface addresses (pyroute2's IPRoute).
+    """Operations on interface addresses, one implementation per platform.
 
-    Synchronous and quick (one netlink round trip each).  One instance belongs
-    to one thread, and that thread must not be running an asyncio loop
-    (pyroute2 0.9's synchronous API runs its own).  Use as a context manager or
-    call :meth:`close`.
+    ``AddressManager()`` gives this platform's (see :func:`address_manager`):
+    :class:`NetlinkAddresses` on Linux, :class:`heart.addr_ifconfig.IfconfigAddresses`
+    on Solaris / illumos, the BSDs and macOS; elsewhere AddressError.
+
+    This base class holds what does not depend on the platform (find, info,
+    present, check, and the add / renew / remove flow with its checks and
+    messages).  A subclass provides the primitives: :meth:`interfaces`,
+    :meth:`ifindex`, :meth:`addresses`, :meth:`_put` (add, or update the same
+    address), :meth:`_refresh` (renew the lease), :meth:`_delete` and
+    :meth:`_del_hint`.  ``lifetimes`` says whether the platform has kernel
+    address lifetimes (the lease).
+
+    Synchronous.  One instance belongs to one thread.  Use as a context
+    manager or call :meth:`close`.
     """
+
+    #: "netlink", "bsd" or "sunos" (see :func:`address_backend`).
+    backend = ""
+    #: Kernel address lifetimes (the lease): Linux only.
+    lifetimes = False
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> AddressManager:
+        if cls is AddressManager:  # the factory: this platform's implementation
+            cls = _manager_class(None)
+        return super().__new__(cls)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> AddressManager:  # noqa: PYI034 (typing.Self needs 3.11)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- primitives (per platform) -------------------------------------------
+
+    def interfaces(self) -> dict[int, str]:
+        """ifindex -> name for every interface."""
+        raise NotImplementedError
+
+    def ifindex(self, ifname: str) -> int | None:
+        """The interface's index, or None when there is no such interface."""
+        raise NotImplementedError
+
+    def addresses(self, family: int | None = None, address: str | None = None
+                  ) -> list[AddressInfo]:
+        """Every address (of ``family``; equal to ``address``) on every interface."""
+        raise NotImplementedError
+
+    def _put(self, p: IpaddrParams, index: int) -> None:
+        """Add p's address, or update it when it is there with p's prefix."""
+        raise NotImplementedError
+
+    def _refresh(self, p: IpaddrParams, info: AddressInfo) -> None:
+        """Renew the lease of p's address, which is there (``info``)."""
+        raise NotImplementedError
+
+    def _delete(self, p: IpaddrParams, index: int) -> bool:
+        """Remove p's address (this prefix) from interface ``index``; False
+        when it was not there."""
+        raise NotImplementedError
+
+    def _del_hint(self, a: AddressInfo) -> str:
+        """The command an operator runs to remove ``a``."""
+        raise NotImplementedError
+
+    def _error(self, exc: BaseException, verb: str, p: IpaddrParams) -> AddressError:
+        """AddressError for a primitive's failure other than an AddressError."""
+        where = "to" if verb == "add" else "on"
+        return AddressError(f"cannot {verb} {p.cidr} {where} {p.interface}: {exc}", _code(exc))
+
+    # -- queries -------------------------------------------------------------
+
+    def find(self, p: IpaddrParams) -> list[AddressInfo]:
+        """Every configured copy of p.address (any interface, any prefix)."""
+        return self.addresses(p.family, p.address)
+
+    def info(self, p: IpaddrParams) -> AddressInfo | None:
+        """p's address with p's prefix on p's interface, or None."""
+        for a in self.find(p):
+            if a.interface == p.interface and a.prefix == p.prefix:
+                return a
+        return None
+
+    def present(self, p: IpaddrParams) -> bool:
+        return self.info(p) is not None
+
+    def check(self, p: IpaddrParams) -> str | None:
+        """Why p cannot be added, or None: an unknown interface, or the same
+        address already there with another prefix or on another interface."""
+        problem = self._problem(p)
+        return problem[1] if problem else None
+
+    def _problem(self, p: IpaddrParams) -> tuple[int, str] | None:
+        what = f"cannot add {p.cidr} to {p.interface}"
+        if self.ifindex(p.interface) is None:
+            names = self.interfaces()
+            known = ", ".join(sorted(n for n in names.values() if n))
+            return errno.ENODEV, (f"{what}: interface {p.interface!r} does not exist "
+                                  f"(interfaces here: {known or 'none'})")
+        link_local = ipaddress.ip_address(p.address).is_link_local
+        for a in self.find(p):
+            if a.interface == p.interface and a.prefix != p.prefix:
+                return errno.EEXIST, (
+                    f"{what}: {p.address} is already on {p.interface} with prefix "
+                    f"/{a.prefix}, not /{p.prefix}; fix the prefix or remove the other "
+                    f"address ({self._del_hint(a)})")
+            if a.interface != p.interface and not link_local:
+                return errno.EEXIST, (
+                    f"{what}: {p.address} is already on another interface, {a.interface} "
+                    f"(/{a.prefix}); remove it there first ({self._del_hint(a)})")
+        return None
+
+    # -- changes -------------------------------------------------------------
+
+    def add(self, p: IpaddrParams, *, checked: bool = False) -> None:
+        """Add p's address (with a lease where the platform has lifetimes).
+        An address already there with the same prefix is updated, not an error.
+        AddressError (and nothing changed) when :meth:`check` objects."""
+        if not checked:
+            problem = self._problem(p)
+            if problem:
+                raise AddressError(problem[1], problem[0])
+        index = self.ifindex(p.interface)
+        if index is None:
+            raise AddressError(f"cannot add {p.cidr} to {p.interface}: interface "
+                               f"{p.interface!r} does not exist", errno.ENODEV)
+        try:
+            self._put(p, index)
+        except AddressError:
+            raise
+        except Exception as exc:
+            if _code(exc) is None:
+                raise
+            raise self._error(exc, "add", p) from exc
+
+    def renew(self, p: IpaddrParams) -> None:
+        """Refresh the lifetimes of p's address (where there are none, only
+        check that it is there).  AddressError when it is no longer there: a
+        vanished address is not silently re-added (the monitor reports it)."""
+        info = self.info(p)
+        if info is None:
+            raise AddressError(f"cannot renew {p.cidr} on {p.interface}: the address is no "
+                               f"longer there", errno.EADDRNOTAVAIL)
+        try:
+            self._refresh(p, info)
+        except AddressError:
+            raise
+        except Exception as exc:
+            if _code(exc) is None:
+                raise
+            raise self._error(exc, "renew", p) from exc
+
+    def remove(self, p: IpaddrParams) -> bool:
+        """Remove p's address (exactly this prefix); False when it was not there
+        (also when the interface is gone)."""
+        index = self.ifindex(p.interface)
+        if index is None:
+            return False
+        try:
+            return self._delete(p, index)
+        except AddressError:
+            raise
+        except Exception as exc:
+            code = _code(exc)
+            if code in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT, errno.ESRCH):
+                return False
+            if code is None:
+                raise
+            raise self._error(exc, "remove", p) from exc
+
+
+def _manager_class(platform: str | None) -> type[AddressManager]:
+    backend = address_backend(platform)
+    if backend == "netlink":
+        return NetlinkAddresses
+    if backend in ("bsd", "sunos"):
+        from heart.addr_ifconfig import IfconfigAddresses
+        return IfconfigAddresses
+    plat = sys.platform if platform is None else platform
+    raise AddressError(f"cannot manage addresses on platform {plat!r}: Heart changes "
+                       f"addresses through netlink on Linux and through ifconfig on "
+                       f"Solaris / illumos, FreeBSD, OpenBSD, NetBSD, DragonFly and macOS",
+                       errno.ENOSYS)
+
+
+def address_manager(platform: str | None = None, **kwargs: Any) -> AddressManager:
+    """The AddressManager for ``platform`` (a sys.platform value; default: this
+    one): NetlinkAddresses on Linux, IfconfigAddresses with the "sunos" dialect
+    on Solaris / illumos and the "bsd" dialect on the BSDs and macOS.
+    AddressError (ENOSYS) naming the platform elsewhere.  ``kwargs`` go to the
+    class (``ipr`` for netlink; ``runner``, ``ifconfig`` for ifconfig)."""
+    cls = _manager_class(platform)
+    if cls is not NetlinkAddresses:
+        kwargs.setdefault("dialect", address_backend(platform))
+    return cls(**kwargs)
+
+
+class NetlinkAddresses(AddressManager):
+    """Linux: netlink operations on interface addresses (pyroute2's IPRoute).
+
+    Quick (one netlink round trip each).  The thread that uses an instance
+    must not be running an asyncio loop (pyroute2 0.9's synchronous API runs
+    its own).
+    """
+
+    backend = "netlink"
+    lifetimes = True
 
     def __init__(self, ipr: Any = None) -> None:
         self._ipr = ipr
@@ -494,12 +743,6 @@ class AddressManager:
         if self._own and self._ipr is not None:
             self._ipr.close()
         self._ipr = None
-
-    def __enter__(self) -> AddressManager:  # noqa: PYI034 (typing.Self needs 3.11)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- queries -------------------------------------------------------------
 
@@ -555,46 +798,8 @@ class AddressManager:
                 preferred_lft=_lft(cache.get("ifa_preferred"))))
         return out
 
-    def find(self, p: IpaddrParams) -> list[AddressInfo]:
-        """Every configured copy of p.address (any interface, any prefix)."""
-        return self.addresses(p.family, p.address)
-
-    def info(self, p: IpaddrParams) -> AddressInfo | None:
-        """p's address with p's prefix on p's interface, or None."""
-        for a in self.find(p):
-            if a.interface == p.interface and a.prefix == p.prefix:
-                return a
-        return None
-
-    def present(self, p: IpaddrParams) -> bool:
-        return self.info(p) is not None
-
-    def check(self, p: IpaddrParams) -> str | None:
-        """Why p cannot be added, or None: an unknown interface, or the same
-        address already there with another prefix or on another interface."""
-        problem = self._problem(p)
-        return problem[1] if problem else None
-
-    def _problem(self, p: IpaddrParams) -> tuple[int, str] | None:
-        what = f"cannot add {p.cidr} to {p.interface}"
-        if self.ifindex(p.interface) is None:
-            names = self.interfaces()
-            known = ", ".join(sorted(n for n in names.values() if n))
-            return errno.ENODEV, (f"{what}: interface {p.interface!r} does not exist "
-                                  f"(interfaces here: {known or 'none'})")
-        link_local = ipaddress.ip_address(p.address).is_link_local
-        for a in self.find(p):
-            if a.interface == p.interface and a.prefix != p.prefix:
-                return errno.EEXIST, (
-                    f"{what}: {p.address} is already on {p.interface} with prefix "
-                    f"/{a.prefix}, not /{p.prefix}; fix the prefix or remove the other "
-                    f"address (ip addr del {a.address}/{a.prefix} dev {a.interface})")
-            if a.interface != p.interface and not link_local:
-                return errno.EEXIST, (
-                    f"{what}: {p.address} is already on another interface, {a.interface} "
-                    f"(/{a.prefix}); remove it there first (ip addr del "
-                    f"{a.address}/{a.prefix} dev {a.interface})")
-        return None
+    def _del_hint(self, a: AddressInfo) -> str:
+        return f"ip addr del {a.address}/{a.prefix} dev {a.interface}"
 
     # -- changes -------------------------------------------------------------
 
@@ -632,56 +837,15 @@ class AddressManager:
         # lifetimes of the same address/prefix already there.
         self.ipr.addr("replace", **kw)
 
-    def add(self, p: IpaddrParams, *, checked: bool = False) -> None:
-        """Add p's address (IPv6 without DAD, lifetimes = lease, IPv4 label).
-        An address already there with the same prefix is updated, not an error.
-        AddressError (and nothing changed) when :meth:`check` objects."""
-        if not checked:
-            problem = self._problem(p)
-            if problem:
-                raise AddressError(problem[1], problem[0])
-        index = self.ifindex(p.interface)
-        if index is None:
-            raise AddressError(f"cannot add {p.cidr} to {p.interface}: interface "
-                               f"{p.interface!r} does not exist", errno.ENODEV)
-        try:
-            self._replace(p, index)
-        except Exception as exc:
-            if _code(exc) is None:
-                raise
-            raise self._error(exc, "add", p) from exc
+    def _put(self, p: IpaddrParams, index: int) -> None:
+        self._replace(p, index)
 
-    def renew(self, p: IpaddrParams) -> None:
-        """Refresh the lifetimes of p's address.  AddressError when it is no
-        longer there: a vanished address is not silently re-added (the monitor
-        reports it)."""
-        info = self.info(p)
-        if info is None:
-            raise AddressError(f"cannot renew {p.cidr} on {p.interface}: the address is no "
-                               f"longer there", errno.EADDRNOTAVAIL)
-        try:
-            self._replace(p, info.index)
-        except Exception as exc:
-            if _code(exc) is None:
-                raise
-            raise self._error(exc, "renew", p) from exc
+    def _refresh(self, p: IpaddrParams, info: AddressInfo) -> None:
+        self._replace(p, info.index)
 
-    def remove(self, p: IpaddrParams) -> bool:
-        """Remove p's address (exactly this prefix); False when it was not there
-        (also when the interface is gone)."""
-        index = self.ifindex(p.interface)
-        if index is None:
-            return False
-        try:
-            self.ipr.addr("del", index=index, address=p.address, prefixlen=p.prefix,
-                          family=p.family)
-        except Exception as exc:
-            code = _code(exc)
-            if code in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT, errno.ESRCH):
-                return False
-            if code is None:
-                raise
-            raise self._error(exc, "remove", p) from exc
+    def _delete(self, p: IpaddrParams, index: int) -> bool:
+        self.ipr.addr("del", index=index, address=p.address, prefixlen=p.prefix,
+                      family=p.family)
         return True
 
 

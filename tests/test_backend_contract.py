@@ -37,9 +37,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import netns
+import pytest
 
 cffi = pytest.importorskip("cffi")
 
