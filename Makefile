@@ -28,7 +28,7 @@ JOBS ?= 2
 APT_PACKAGES := build-essential pkg-config libssl-dev python3-dev python3-venv iproute2 \
 	resource-agents tshark tcpdump
 PY_PACKAGES := "setuptools>=64" wheel "Cython>=3.0" cffi hypothesis pytest \
-	pytest-benchmark psutil cryptography cmake pyroute2
+	pytest-benchmark psutil cryptography cmake pyroute2 rich prometheus-client
 
 .PHONY: all demo test deps system-deps venv build ctest cmake-lib pytest bench clean fuzz
 
@@ -60,7 +60,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 venv: $(PY)
-	@$(PY) -c "import Cython, cffi, hypothesis, pytest, pytest_benchmark, psutil, cryptography, cmake, pyroute2" 2>/dev/null || \
+	@$(PY) -c "import Cython, cffi, hypothesis, pytest, pytest_benchmark, psutil, cryptography, cmake, pyroute2, rich, prometheus_client" 2>/dev/null || \
 		$(PIP) install -q $(PY_PACKAGES)
 
 build: deps
