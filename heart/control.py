@@ -34,7 +34,9 @@ class ControlServer:
 
     async def start(self) -> None:
         parent = os.path.dirname(self.path) or "."
-        os.makedirs(parent, mode=0o755, exist_ok=True)
+        # A directory made here is private (0700): only root reaches the
+        # socket through it.  An existing one is left as its owner set it.
+        os.makedirs(parent, mode=0o700, exist_ok=True)
         if os.path.exists(self.path):
             # A socket left by a crashed daemon is removed; one that answers
             # belongs to a running daemon and is not touched.
