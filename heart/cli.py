@@ -10,11 +10,32 @@ import time
 from heart import __version__
 
 
-def _cmd_version(args: argparse.Namespace) -> int:
-    from heart import _core
+def _version_line() -> str:
+    """heart X.Y.Z (backend B, OpenSSL ..., wire vN), from the loaded core."""
+    try:
+        from heart import _core
+    except ImportError as exc:  # a broken install still says which heart it is
+        return f"heart {__version__} (core not loadable: {exc})"
+    return (f"heart {__version__} (backend {_core.BACKEND}, {_core.CRYPTO_LIBRARY}, "
+            f"wire v{_core.WIRE_VERSION})")
 
-    print(f"heart {__version__} (libheart backend {_core.BACKEND}, wire v{_core.WIRE_VERSION})")
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    print(_version_line())
     return 0
+
+
+class _VersionAction(argparse.Action):
+    """--version: the same line as `heart version`, computed only when asked
+    (so building the parser never loads the C core)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="print the version, the backend and the OpenSSL version, then exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version_line())
+        parser.exit()
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -80,8 +101,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("heart: refusing to start with an invalid configuration; nothing was changed",
               file=sys.stderr)
         return 1
+    from heart import logsetup
+
     try:
-        return daemon.run(cfg)
+        return daemon.run(cfg, log=args.log, log_level=args.log_level)
+    except logsetup.LogSetupError as exc:
+        print(f"heart: {exc}; nothing was started", file=sys.stderr)
+        return 1
     except daemon.StartupError as exc:
         print(f"heart: {exc}", file=sys.stderr)
         return 1
@@ -101,17 +127,37 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     sock = _socket(args)
     args.socket = sock
+    if args.watch and not args.json:
+        from heart import journal, watch
+
+        # The live view also shows the newest journal events, when this
+        # node's journal is readable here (best effort: never an error).
+        try:
+            db: str | None = os.path.join(_load(args).state_dir, "journal.db")
+        except Exception:
+            db = None
+
+        def fetch() -> dict:
+            st = _control(args, "status")
+            if db is not None:
+                try:
+                    j = journal.open_readonly(db)
+                    try:
+                        st["events"] = j.events(limit=watch.MAX_EVENTS)
+                    finally:
+                        j.close()
+                except Exception:
+                    pass
+            return st
+
+        return watch.run(fetch, args.watch)
     while True:
         st = _control(args, "status")
         st.pop("ok", None)
         if args.json:
-            print(json.dumps(st, indent=2, sort_keys=True))
+            print(json.dumps(st, indent=2, sort_keys=True), flush=True)
         else:
-            text = status.format_status(st)
-            if args.watch:
-                print("\033[H\033[2J" + time.strftime("%H:%M:%S ") + text, flush=True)
-            else:
-                print(text)
+            print(status.format_status(st))
         if not args.watch:
             return 0
         time.sleep(args.watch)
@@ -289,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "The heartbeat loop runs in C (libheart) on its own thread; "
                     "Python does configuration, cluster state and actions.",
     )
-    p.add_argument("--version", action="version", version=f"heart {__version__}")
+    p.add_argument("--version", action=_VersionAction)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser(
@@ -337,8 +383,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "stop its resources, then send a leave message so peers take over at "
                     "once.  SIGHUP reloads the configuration (as `heart reload`).  Refuses "
                     "an invalid configuration and then changes nothing.  Logs go to "
-                    "stderr; the event journal is <state_dir>/journal.db.")
+                    "stderr, syslog or the systemd journal (--log), one line per event "
+                    "with the event journal's fields; the event journal itself is "
+                    "<state_dir>/journal.db (`heart events`).")
     _add_config_opts(r)
+    r.add_argument("--log", choices=("stderr", "syslog", "journald"),
+                   default=os.environ.get("HEART_LOG", "stderr"),
+                   help="where log lines go: stderr (default, or $HEART_LOG), syslog "
+                        "(/dev/log, facility daemon, tag heart) or journald (native "
+                        "entries with HEART_EVENT, HEART_PEER, HEART_RESOURCE, ... fields: "
+                        "journalctl HEART_EVENT=takeover)")
+    r.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   default="info", help="least severe level logged (default info)")
     r.set_defaults(func=_cmd_run)
 
     c = sub.add_parser(
@@ -532,6 +588,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the userspace switch.  Harmless when none runs.")
     _lab_dir_opt(lh)
     lb.set_defaults(func=_cmd_lab)
+
+    from heart import importhb
+
+    ih = sub.add_parser("import-heartbeat", help=importhb.HELP,
+                        description=importhb.DESCRIPTION)
+    importhb.add_arguments(ih)
+    ih.set_defaults(func=importhb.run)
 
     k = sub.add_parser("keygen", help="write a new random authentication key file",
                        description="Creates FILE (mode 0600, never overwrites) with one "

@@ -47,6 +47,7 @@ __all__ = [
     "EngineConfig",
     "HandlerConfig",
     "LinkConfig",
+    "MetricsConfig",
     "NodeConfig",
     "QuorumConfig",
     "ResourceConfig",
@@ -66,6 +67,7 @@ DEFAULT_STATE_DIR = "/var/lib/heart"
 DEFAULT_SOCKET = "/run/heart/heart.sock"
 DEFAULT_OCF_ROOT = "/usr/lib/ocf"
 DEFAULT_ALGORITHM = "aes-256-gcm"
+DEFAULT_METRICS_PORT = 9721
 
 MAX_KEYS = 8              # HB_MAX_KEYS: keys one engine keyring holds at once
 MAX_KEY_ID = 255          # key ids travel as one byte in the packet header
@@ -153,6 +155,13 @@ class QuorumConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """[metrics]: the optional Prometheus endpoint; listen None: off."""
+    listen: tuple[str, int] | None = None
+    line: int | None = None
+
+
+@dataclass
 class ResourceConfig:
     """One [[resource]].  ``monitor_timeout_us`` 0 means "same as
     timeout_us" (load() always fills it in)."""
@@ -213,6 +222,7 @@ class Config:
     resources: dict[str, ResourceConfig]
     units: list[UnitConfig]
     handlers: list[HandlerConfig]
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def node(self, name: str) -> NodeConfig:
         for n in self.nodes:
@@ -789,10 +799,12 @@ _RESOURCE_KEYS = ("name", "type", "script", "agent", "ocf_root", "params", "time
                   "auto_failback")
 _GROUP_KEYS = ("name", "resources", "nodes", "auto_failback")
 _HANDLER_KEYS = ("events", "command", "timeout")
+_METRICS_KEYS = ("listen",)
 _TABLES: dict[str, tuple[str, ...]] = {
     "cluster": _CLUSTER_KEYS, "timing": _TIMING_KEYS, "engine": _ENGINE_KEYS,
     "auth": _AUTH_KEYS, "link": _LINK_KEYS, "node": _NODE_KEYS, "quorum": _QUORUM_KEYS,
     "resource": _RESOURCE_KEYS, "group": _GROUP_KEYS, "handler": _HANDLER_KEYS,
+    "metrics": _METRICS_KEYS,
 }
 _ARRAY_TABLES = ("link", "node", "resource", "group", "handler")
 
@@ -1094,6 +1106,8 @@ class _Checker:
         resources = self.resources(data, nodes, node_name, timing.deadtime_us)
         units = self.units(data, resources, nodes)
         handlers = self.handlers(data)
+        metrics = self.metrics(self.table(data, "metrics"),
+                               present=isinstance(data.get("metrics"), dict))
 
         state_dir = self.path_setting(cluster, cp, "state_dir", DEFAULT_STATE_DIR, node_name)
         sock = self.path_setting(cluster, cp, "socket", DEFAULT_SOCKET, node_name)
@@ -1107,7 +1121,7 @@ class _Checker:
             state_dir=state_dir, socket=sock,
             attributes_interval_us=attributes_interval, timing=timing, engine=engine,
             auth=auth, links=links, nodes=nodes, quorum=quorum, resources=resources,
-            units=units, handlers=handlers,
+            units=units, handlers=handlers, metrics=metrics,
         )
 
     def path_setting(self, tbl: dict, path: Path, key: str, default: str,
@@ -1514,6 +1528,21 @@ class _Checker:
                             ping_timeout_us=timeout, wait_for_all=wait_for_all,
                             no_quorum_policy=policy, fence=fence,
                             fence_timeout_us=fence_timeout, line=self.loc.exact(p))
+
+    def metrics(self, t: dict, present: bool) -> MetricsConfig:
+        p: Path = ("metrics",)
+        if not present:
+            return MetricsConfig()
+        v = self.string(t, p, "listen", example=f'"127.0.0.1:{DEFAULT_METRICS_PORT}"')
+        listen = None
+        if v is not None:
+            try:
+                host, port = _parse_address(v)
+            except ValueError as exc:
+                self.error(p + ("listen",), f"{_q(v)} {exc}")
+            else:
+                listen = (host, port if port is not None else DEFAULT_METRICS_PORT)
+        return MetricsConfig(listen=listen, line=self.loc.exact(p))
 
     def node_list(self, t: dict, p: Path, key: str, nodes: list[NodeConfig]) -> list[str] | None:
         """A preference list of node names; None when absent or invalid."""

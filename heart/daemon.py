@@ -39,7 +39,7 @@ from typing import Any
 
 import psutil
 
-from heart import __version__, dispatch, journal, placement, quorum, takeover
+from heart import __version__, dispatch, journal, logsetup, placement, quorum, takeover
 from heart import config as hconfig
 from heart._core import PAYLOAD_MAX, Engine
 from heart.control import ControlServer
@@ -123,6 +123,7 @@ class Daemon:
         self._tasks: list[asyncio.Task] = []
         self._exit_code = 0
         self.link_names = [lk.name for lk in cfg.links]
+        self.metrics: Any = None           # heart.metrics.Exporter with [metrics] listen
 
     # ------------------------------------------------------------------ setup
     def _base_env(self) -> dict[str, str]:
@@ -172,6 +173,7 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         self._dirty = asyncio.Event()
         self._stop = asyncio.Event()
+        self._start_metrics()       # first: a listen address in use changes nothing
         os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
         self.journal = journal.Journal(os.path.join(cfg.state_dir, "journal.db"))
         generation = next_generation(os.path.join(cfg.state_dir, "generation"))
@@ -249,6 +251,58 @@ class Daemon:
                                    f"({_outcome(sup.last_result)}); refusing to join the "
                                    f"cluster while it runs")
 
+    def _start_metrics(self) -> None:
+        listen = self.cfg.metrics.listen
+        if listen is None:
+            return
+        from heart import metrics
+        from heart._core import BACKEND
+
+        exp = metrics.Exporter(self._metrics_snapshot, node=self.me,
+                               cluster=self.cfg.cluster_name, version=__version__,
+                               backend=BACKEND, loop=self.loop)
+        host, port = listen
+        try:
+            exp.start(host, port)
+        except OSError as exc:
+            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise StartupError(f"metrics.listen: cannot listen on {where}: "
+                               f"{exc.strerror or exc}; nothing was started") from None
+        self.metrics = exp
+        log.info("metrics on http://%s/metrics",
+                 f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+
+    def _metrics_snapshot(self) -> dict:
+        """What heart.metrics.Exporter reads at scrape time (on this loop)."""
+        snap: dict[str, Any] = {}
+        if self.state is not None:
+            peers = []
+            now = time.monotonic_ns()
+            for pr in self.peers.values():
+                p: dict[str, Any] = {"peer": pr.name, "up": pr.name in self.state.up,
+                                     "links": []}
+                if self.engine is not None and self.engine.running:
+                    try:
+                        ps = self.engine.peer(pr.id)
+                    except (KeyError, OSError):
+                        ps = None
+                    if ps is not None:
+                        if ps["last_arrival_ns"]:
+                            p["last_heard_s"] = max(0, now - ps["last_arrival_ns"]) / 1e9
+                        p["links"] = [{"link": name, "up": ls["up"],
+                                       "received": ls["received"], "lost": ls["lost"]}
+                                      for name, ls in zip(self.link_names, ps["links"])]
+                peers.append(p)
+            snap["peers"] = peers
+            q = self.quorum or self._compute_quorum()
+            snap["quorum"] = {"quorate": q.quorate, "votes": q.votes,
+                              "expected": q.expected, "members": len(q.members),
+                              "at_risk": self.at_risk}
+        if self.engine is not None and self.engine.running:
+            snap["counters"] = self._counters()
+        snap["resources"] = {name: sup.state for name, sup in self.sups.items()}
+        return snap
+
     def _load_local_settings(self) -> None:
         """Standby and moves survive restarts (an operator's decision is not
         forgotten because the daemon was restarted)."""
@@ -283,19 +337,24 @@ class Daemon:
     # ---------------------------------------------------------------- journal
     def _event(self, kind: str, summary: str, *, node: str | None = None,
                resource: str | None = None, evidence: dict | None = None) -> None:
-        log.info("%s %s", kind, summary)
+        event_id = None
         if self.journal is not None:
             try:
-                self.journal.record(kind, summary, node=node, resource=resource,
-                                    evidence=evidence)
+                event_id = self.journal.record(kind, summary, node=node, resource=resource,
+                                               evidence=evidence)
             except Exception as exc:  # a full disk must not stop failover
                 log.error("journal write failed: %s", exc)
+        # one log line (entry) per event, with the journal's fields (heart.logsetup)
+        log.info("%s %s", kind, summary,
+                 extra=logsetup.event_extra(event_id, kind, summary, node, resource, evidence))
 
     def _fire(self, event: str, **fields: Any) -> None:
         if self.handlers is not None:
             self.handlers.fire(event, {k: v for k, v in fields.items() if v is not None})
 
     def _on_handler_result(self, r: dispatch.ActionResult) -> None:
+        if self.metrics is not None:
+            self.metrics.handler(r.action, _metrics_result(r))
         if not r.ok:
             self._event("handler", f"handler for {r.action} failed: "
                         f"{r.error or ('timed out' if r.timed_out else f'exit {r.rc}')}",
@@ -303,6 +362,8 @@ class Daemon:
                                   "output": r.output[-1024:], "error": r.error})
 
     def _on_action_result(self, r: dispatch.ActionResult) -> None:
+        if self.metrics is not None and r.resource:
+            self.metrics.action(r.resource, r.action, _metrics_result(r))
         if r.action != "monitor" or r.ok:
             return
         unit = self.cfg.unit_of(r.resource)
@@ -430,6 +491,10 @@ class Daemon:
             rec = self.state.records.get(pr.name)
             held = set(rec.held) if rec else set()
             reason = ev.reason_name
+            if self.metrics is not None:
+                self.metrics.peer_down(pr.name, reason)
+                if reason == "timeout":
+                    self.metrics.observe_detection(ev.value / 1e6)
             self.state.set_up(pr.name, False)
             if reason != "leave" and held:
                 pr.needs_fence |= held
@@ -817,6 +882,7 @@ class Daemon:
 
     async def _acquire(self, unit: str, reason: str) -> None:
         ur = self.units[unit]
+        decided = time.monotonic()
         try:
             if not await self._fence_for(unit):
                 self.loop.call_later(1.0, self._dirty.set)   # try again later
@@ -873,6 +939,8 @@ class Daemon:
             ur.state = "started"
             self._set_held(unit, "started")
             log.info("%s acquired in %.3f s", unit, time.monotonic() - t0)
+            if self.metrics is not None:
+                self.metrics.observe_takeover(unit, time.monotonic() - decided)
             # A monitor that failed while later members were starting was
             # not acted on then (the unit was not started yet): look now.
             bad = [r for r in ur.cfg.resources if self.sups[r].state != "started"]
@@ -1256,7 +1324,8 @@ class Daemon:
         for attr, label in (("cluster_name", "cluster.name"), ("cluster_id", "cluster.id"),
                             ("state_dir", "cluster.state_dir"), ("socket", "cluster.socket"),
                             ("timing", "[timing]"), ("engine", "[engine]"),
-                            ("links", "[[link]]"), ("nodes", "[[node]]")):
+                            ("links", "[[link]]"), ("nodes", "[[node]]"),
+                            ("metrics", "[metrics]")):
             if _strip(getattr(old, attr)) != _strip(getattr(new, attr)):
                 restart.append(label)
         if (old.auth.keys, old.auth.send_key, old.auth.algorithm) != \
@@ -1319,7 +1388,7 @@ class Daemon:
             for kid in old.auth.keys.keys() - new.auth.keys.keys():
                 self.engine.remove_key(kid)
         keep_restart = ("cluster_name", "cluster_id", "state_dir", "socket", "timing",
-                        "engine", "links", "nodes")
+                        "engine", "links", "nodes", "metrics")
         for attr in keep_restart:          # what needs a restart keeps its old value
             setattr(new, attr, getattr(old, attr))
         if _strip(old.handlers) != _strip(new.handlers):
@@ -1417,6 +1486,8 @@ class Daemon:
                     node=self.me, evidence={"leave": ok})
         if self.control is not None:
             await self.control.close()
+        if self.metrics is not None:
+            await self.loop.run_in_executor(None, self.metrics.close)
         if self.journal is not None:
             self.journal.close()
         if not ok:
@@ -1467,6 +1538,12 @@ def _outcome(r: dispatch.ActionResult | None) -> str:
     return f"{'ok' if r.ok else 'failed'}, rc {r.rc}, {r.duration_s:.2f} s"
 
 
+def _metrics_result(r: dispatch.ActionResult) -> str:
+    from heart.metrics import action_result
+
+    return action_result(r.ok, r.timed_out, r.error)
+
+
 def _result_evidence(r: dispatch.ActionResult | None) -> dict:
     if r is None:
         return {}
@@ -1475,7 +1552,9 @@ def _result_evidence(r: dispatch.ActionResult | None) -> dict:
             "timed_out": r.timed_out}
 
 
-def run(cfg: hconfig.Config) -> int:
-    logging.basicConfig(level=logging.INFO, stream=None,
-                        format=f"heart[{cfg.node_name}] %(levelname)s %(message)s")
+def run(cfg: hconfig.Config, log: str = "stderr", log_level: str = "info") -> int:
+    """Run the node until stopped.  ``log``: stderr, syslog or journald
+    (heart.logsetup; logsetup.LogSetupError, before anything starts, when the
+    target cannot be used)."""
+    logsetup.configure(log, log_level, node=cfg.node_name)
     return asyncio.run(Daemon(cfg).run())

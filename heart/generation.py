@@ -15,6 +15,7 @@ import os
 import time
 from pathlib import Path
 
+
 class GenerationError(OSError):
     pass
 

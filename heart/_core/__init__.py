@@ -3,6 +3,7 @@
 from heart._core._ext import (
     ALGORITHMS,
     BACKEND,
+    CRYPTO_LIBRARY,
     DETECTORS,
     EVENT_NAMES,
     HEARTBEAT_PAYLOAD_MAX,
@@ -33,7 +34,7 @@ from heart._core._ext import (
 )
 
 __all__ = [
-    "ALGORITHMS", "BACKEND", "DETECTORS", "EVENT_NAMES", "HEARTBEAT_PAYLOAD_MAX",
+    "ALGORITHMS", "BACKEND", "CRYPTO_LIBRARY", "DETECTORS", "EVENT_NAMES", "HEARTBEAT_PAYLOAD_MAX",
     "KEY_LEN", "LINK_KINDS", "MAX_LINKS", "MAX_PEERS", "MESSAGE_TYPES",
     "PAYLOAD_MAX", "WIRE_VERSION", "Announcer", "Claim", "Engine", "Event",
     "Keyring", "WireError", "decode", "frame_arp_probe", "frame_garp",

@@ -4,6 +4,7 @@ from typing import Literal, TypedDict
 from typing_extensions import TypeAlias
 
 BACKEND: str
+CRYPTO_LIBRARY: str
 WIRE_VERSION: int
 PAYLOAD_MAX: int
 HEARTBEAT_PAYLOAD_MAX: int

@@ -18,6 +18,8 @@ include "engine.pxi"
 include "announce.pxi"
 
 BACKEND = hb_backend().decode()
+# The OpenSSL libheart runs with, as it reports itself at run time.
+CRYPTO_LIBRARY = hb_crypto_library().decode(errors="replace")
 WIRE_VERSION = HB_WIRE_VERSION
 PAYLOAD_MAX = HB_PAYLOAD_MAX
 HEARTBEAT_PAYLOAD_MAX = HB_HEARTBEAT_PAYLOAD_MAX

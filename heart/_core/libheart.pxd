@@ -37,6 +37,7 @@ cdef extern from "heart/heart.h" nogil:
 
     const char *hb_reject_name(int cause)
     const char *hb_backend()
+    const char *hb_crypto_library()
     uint64_t hb_now_ns()
 
     ctypedef struct hb_keyring:

@@ -248,6 +248,12 @@ int hb_keyring_count(const hb_keyring *kr)
     return kr == NULL ? 0 : kr->count;
 }
 
+const char *hb_crypto_library(void)
+{
+    const char *v = OpenSSL_version(OPENSSL_VERSION);
+    return v != NULL ? v : "OpenSSL (unknown version)";
+}
+
 /* ------------------------------------------------------------------ */
 /* Primitives (all through libcrypto)                                 */
 /* ------------------------------------------------------------------ */

@@ -85,6 +85,11 @@ HB_API const char *hb_reject_name(int cause);
 /* The raw-frame backend libheart was built with: "linux", "none", ... */
 HB_API const char *hb_backend(void);
 
+/* The cryptographic library libheart runs with, as that library reports it
+ * at run time: OpenSSL_version(OPENSSL_VERSION), e.g. "OpenSSL 3.0.11 19 Sep
+ * 2023".  A static string; never NULL. */
+HB_API const char *hb_crypto_library(void);
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 HB_API uint64_t hb_now_ns(void);
 
