@@ -4,8 +4,9 @@
  *
  * Portable implementations (poll(2), a pipe, one recvfrom per datagram) live
  * in core/portable.c under the hb_portable_ prefix; a backend either
- * forwards to them (none) or does better (linux: epoll + timerfd, eventfd,
- * recvmmsg/sendmmsg).  Keeping the portable code always compiled means the
+ * forwards to them (core/portable_forward.h: none, sunos; bsd for the
+ * notifier and datagrams) or does better (linux: epoll + timerfd, eventfd,
+ * recvmmsg/sendmmsg; bsd: kqueue).  Keeping the portable code always compiled means the
  * Linux CI tests it too.
  */
 #ifndef HEART_PLATFORM_H

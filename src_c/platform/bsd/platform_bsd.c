@@ -5,7 +5,9 @@
  * MSG_CONFIRM ignored where the system has none) from core/portable.c.
  * The loop is loop_kqueue.c, raw frames eth_bpf.c.
  */
-#include "platform.h"
+#define HB_FORWARD_NOTIFY
+#define HB_FORWARD_DGRAM
+#include "portable_forward.h"
 
 #include <pthread.h>
 #if defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__DragonFly__)
@@ -34,34 +36,4 @@ void hb_platform_thread_setup(void)
     /* anything else (the Linux shim build): nothing portable to do */
     hb_portable_thread_setup();
 #endif
-}
-
-int hb_notify_open(hb_notify *n)
-{
-    return hb_portable_notify_open(n);
-}
-
-void hb_notify_close(hb_notify *n)
-{
-    hb_portable_notify_close(n);
-}
-
-void hb_notify_signal(hb_notify *n)
-{
-    hb_portable_notify_signal(n);
-}
-
-void hb_notify_clear(hb_notify *n)
-{
-    hb_portable_notify_clear(n);
-}
-
-int hb_recv_batch(int fd, hb_dgram *d, int n)
-{
-    return hb_portable_recv_batch(fd, d, n);
-}
-
-int hb_send_batch(int fd, hb_dgram *d, int n)
-{
-    return hb_portable_send_batch(fd, d, n);
 }

@@ -3,80 +3,16 @@
  * ENOSYS, so IP takeover announcements are unavailable), and the portable
  * POSIX loop, notifier and datagram I/O from core/portable.c.
  */
-#include "platform.h"
+#define HB_FORWARD_LOOP
+#define HB_FORWARD_NOTIFY
+#define HB_FORWARD_DGRAM
+#include "portable_forward.h"
 
 #include <errno.h>
-#include <stdlib.h>
-
-struct hb_loop {
-    hb_ploop *p;
-};
 
 const char *hb_platform_name(void)
 {
     return "none";
-}
-
-int hb_loop_open(hb_loop **out)
-{
-    hb_loop *l = calloc(1, sizeof *l);
-    if (!l)
-        return -ENOMEM;
-    int rc = hb_portable_loop_open(&l->p);
-    if (rc < 0) {
-        free(l);
-        return rc;
-    }
-    *out = l;
-    return 0;
-}
-
-void hb_loop_close(hb_loop *l)
-{
-    if (!l)
-        return;
-    hb_portable_loop_close(l->p);
-    free(l);
-}
-
-int hb_loop_add(hb_loop *l, int fd, int tag)
-{
-    return hb_portable_loop_add(l->p, fd, tag);
-}
-
-int hb_loop_wait(hb_loop *l, uint64_t deadline_ns, int *tags, int max)
-{
-    return hb_portable_loop_wait(l->p, deadline_ns, tags, max);
-}
-
-int hb_notify_open(hb_notify *n)
-{
-    return hb_portable_notify_open(n);
-}
-
-void hb_notify_close(hb_notify *n)
-{
-    hb_portable_notify_close(n);
-}
-
-void hb_notify_signal(hb_notify *n)
-{
-    hb_portable_notify_signal(n);
-}
-
-void hb_notify_clear(hb_notify *n)
-{
-    hb_portable_notify_clear(n);
-}
-
-int hb_recv_batch(int fd, hb_dgram *d, int n)
-{
-    return hb_portable_recv_batch(fd, d, n);
-}
-
-int hb_send_batch(int fd, hb_dgram *d, int n)
-{
-    return hb_portable_send_batch(fd, d, n);
 }
 
 void hb_platform_thread_setup(void)
