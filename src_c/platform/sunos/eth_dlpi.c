@@ -282,9 +282,11 @@ static int dl_getmsg_wait(hb_eth *h, uint64_t deadline_ns, int *dlen)
 
 /* Wait for the acknowledgement of req: ack (DL_OK_ACK for req, or the
  * primitive named) of at least min_len bytes, into h->rctl.  Frames that
- * arrive meanwhile are skipped.  0, or fail()'s -errno with the stream
- * closed and h freed. */
-static int dl_expect(hb_eth *h, t_uscalar_t req, t_uscalar_t ack, size_t min_len)
+ * arrive meanwhile are skipped.  0; 1 for a DL_ERROR_ACK when refusal_ok
+ * (the stream stays open); or fail()'s -errno with the stream closed and h
+ * freed. */
+static int dl_await(hb_eth *h, t_uscalar_t req, t_uscalar_t ack, size_t min_len,
+                    int refusal_ok)
 {
     uint64_t deadline = hb_now_ns() + HB_DL_ACK_WAIT_NS;
 
@@ -301,6 +303,8 @@ static int dl_expect(hb_eth *h, t_uscalar_t req, t_uscalar_t ack, size_t min_len
         if (prim == DL_UNITDATA_IND || prim == DL_UDERROR_IND)
             continue; /* traffic, not for us now */
         if (prim == DL_ERROR_ACK) {
+            if (refusal_ok)
+                return 1;
             if ((size_t)clen < DL_ERROR_ACK_SIZE)
                 return failf_prim(h, req, "short DL_ERROR_ACK", EPROTO);
             const dl_error_ack_t *e = &h->rctl.error_ack;
@@ -314,6 +318,11 @@ static int dl_expect(hb_eth *h, t_uscalar_t req, t_uscalar_t ack, size_t min_len
             return failf_prim(h, req, "DL_OK_ACK for another primitive", EPROTO);
         return 0;
     }
+}
+
+static int dl_expect(hb_eth *h, t_uscalar_t req, t_uscalar_t ack, size_t min_len)
+{
+    return dl_await(h, req, ack, min_len, 0);
 }
 
 static int dl_info(hb_eth *h, dl_info_ack_t *info)
@@ -352,26 +361,7 @@ static int dl_ok_or_refused(hb_eth *h, const void *req, size_t len)
     int rc = dl_request(h, req, len);
     if (rc < 0)
         return failf_prim(h, prim, "putmsg", -rc);
-    uint64_t deadline = hb_now_ns() + HB_DL_ACK_WAIT_NS;
-    for (;;) {
-        int dlen = 0;
-        int clen = dl_getmsg_wait(h, deadline, &dlen);
-        if (clen == -ETIMEDOUT)
-            return failf_prim(h, prim, "no acknowledgement within 2 s", ETIMEDOUT);
-        if (clen < -1)
-            return failf_prim(h, prim, "getmsg", -clen);
-        if (clen < (int)sizeof(t_uscalar_t))
-            continue;
-        t_uscalar_t got = h->rctl.prim;
-        if (got == DL_UNITDATA_IND || got == DL_UDERROR_IND)
-            continue;
-        if (got == DL_ERROR_ACK)
-            return 1;
-        if (got != DL_OK_ACK || (size_t)clen < DL_OK_ACK_SIZE ||
-            h->rctl.ok_ack.dl_correct_primitive != prim)
-            return failf_prim(h, prim, dl_prim_name(got), EPROTO);
-        return 0;
-    }
+    return dl_await(h, prim, DL_OK_ACK, DL_OK_ACK_SIZE, 1);
 }
 
 /* "e1000g0" -> "e1000g", 0.  0, or -1 when the name ends in no digits. */
