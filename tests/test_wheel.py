@@ -203,6 +203,81 @@ def test_installed_wheel_runs_a_loopback_cluster(venv):
     assert 0 < float(last.group(1)) < 1000
 
 
+def test_installed_wheel_runs_daemons_that_fail_over(venv, tmp_path):
+    """Three `heart run` daemons of the installed wheel on 127.0.0.1 (three,
+    so that two survivors keep a quorum): they see each other (`heart status
+    --json` of the wheel), one owns the resource, and when it is killed the
+    next in the preference order takes it."""
+    import signal
+    import time
+
+    from daemonkit import Cluster
+
+    c = Cluster(tmp_path / "c", ("alpha", "beta", "gamma"))
+    # The test resource script needs a few tools: symlinks to exactly those,
+    # so that PATH still has no compiler.
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for t in ("sh", "date", "touch", "rm"):
+        (tools / t).symlink_to(shutil.which(t))
+    env = dict(venv["env"], PATH=f"{venv['env']['PATH']}{os.pathsep}{tools}")
+    for comp in COMPILERS:
+        assert shutil.which(comp, path=env["PATH"]) is None, comp
+    procs = {}
+    try:
+        for n in c.names:
+            log = open(tmp_path / f"{n}.log", "wb")
+            procs[n] = subprocess.Popen([str(venv["bin"] / "heart"), "run", "-c",
+                                         str(c.config), "--node", n],
+                                        stdout=log, stderr=subprocess.STDOUT,
+                                        env=env, cwd=venv["cwd"])
+            log.close()
+
+        def status(n):
+            r = _run(venv, venv["bin"] / "heart", "status", "--json", "-c", str(c.config),
+                     "--node", n, timeout=10)
+            return json.loads(r.stdout) if r.returncode == 0 else None
+
+        def owner(st):
+            res = (st or {}).get("resources") or []
+            return res[0].get("owner") if res else None
+
+        def logs():
+            return "\n".join((tmp_path / f"{n}.log").read_text(errors="replace")
+                             for n in c.names)
+
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            st = status("beta")
+            states = {x["name"]: x["state"] for x in (st or {}).get("nodes", [])}
+            if states == {"alpha": "up", "beta": "self", "gamma": "up"} \
+                    and owner(st) == "alpha" \
+                    and c.running_on("www") == ["alpha"]:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the three daemons did not agree: {status('beta')}\n{logs()}")
+        procs["alpha"].send_signal(signal.SIGKILL)
+        procs["alpha"].wait(10)
+        (c.marks / "www.alpha").unlink()     # the resource dies with its node
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            st = status("beta")
+            states = {x["name"]: x["state"] for x in (st or {}).get("nodes", [])}
+            if states.get("alpha") == "down" and states.get("gamma") == "up" \
+                    and owner(st) == "beta" \
+                    and c.running_on("www") == ["beta"]:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"beta did not take over: {status('beta')}\n{logs()}")
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+
+
 def test_sdist_builds_a_wheel(dists, tmp_path):
     """pip builds a wheel from the sdist alone (C compiler, Python and OpenSSL
     headers; setuptools and Cython come from the index), outside the tree."""
