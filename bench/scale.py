@@ -84,10 +84,18 @@ def _journal(d: str, node: str, since: float, kinds: list[str]) -> list[dict]:
 
 
 def _counters(paths: lab.Paths, names: list[str]) -> dict[str, dict | None]:
+    """Each node's engine counters, with "_t": when they were read (monotonic
+    seconds, the middle of the request).  On a saturated machine one round of
+    64 requests takes seconds, so every node's rates are over its own window
+    (its second read minus its first), not over the sleep between rounds."""
     out = {}
     for n in names:
+        t = time.monotonic()
         s = lab.node_status(paths, n, timeout=5.0)
-        out[n] = s.get("counters") if s else None
+        c = s.get("counters") if s else None
+        if c is not None:
+            c = dict(c, _t=(t + time.monotonic()) / 2)
+        out[n] = c
     return out
 
 
@@ -120,14 +128,18 @@ def measure(d: str, names: list[str], pids: dict[str, int], seconds: float) -> d
         if rss[n] is not None:
             row["rss_mib"] = rss[n] / 2**20
         if c0[n] and c1[n]:
-            for k in ("sent", "received", "accepted", "missed_ticks", "stalls", "send_errors"):
-                row[k] = c1[n][k] - c0[n][k]
+            for k in ("sent", "received", "accepted", "missed_ticks", "stalls", "send_errors",
+                      "heartbeats_sent"):
+                row[k] = c1[n].get(k, 0) - c0[n].get(k, 0)
+            # record requests this node sent ("req" state messages)
+            row["req_sent"] = (c1[n].get("record_requests", {}).get("sent", 0)
+                               - c0[n].get("record_requests", {}).get("sent", 0))
             row["max_stall_us"] = c1[n]["max_stall_us"]
-            # the counters are read one node after the other: the window is
-            # close to `wall` for every node (the reads take about as long
-            # at the start as at the end)
-            row["sent_s"] = row["sent"] / wall
-            row["received_s"] = row["received"] / wall
+            # the counters are read one node after the other: each node's
+            # rates are over its own window between its two reads
+            row["window_s"] = win = c1[n]["_t"] - c0[n]["_t"]
+            row["sent_s"] = row["sent"] / win
+            row["received_s"] = row["received"] / win
         per[n] = row
     downs = sum(len(_journal(d, n, since, ["node_down"])) for n in names)
     ok = [r for r in per.values() if r["cpu_pct"] is not None]
@@ -142,6 +154,14 @@ def measure(d: str, names: list[str], pids: dict[str, int], seconds: float) -> d
         else None,
         "rss_mib_max": max((r["rss_mib"] for r in ok if r["rss_mib"]), default=None),
         "sent_s_mean": statistics.mean(r["sent_s"] for r in with_c) if with_c else None,
+        # packets other than heartbeats: sent minus ticks x peers (one
+        # heartbeat per peer and tick on the unicast link)
+        "state_s_mean": statistics.mean((r["sent"] - r["heartbeats_sent"] * (len(names) - 1))
+                                        / r["window_s"] for r in with_c) if with_c else None,
+        "req_s_mean": statistics.mean(r["req_sent"] / r["window_s"] for r in with_c)
+        if with_c else None,
+        "ticks_s_mean": statistics.mean(r["heartbeats_sent"] / r["window_s"] for r in with_c)
+        if with_c else None,
         "received_s_mean": statistics.mean(r["received_s"] for r in with_c) if with_c
         else None,
         "missed_ticks": sum(r["missed_ticks"] for r in with_c),
@@ -397,10 +417,8 @@ def report(rows: list[dict], a: argparse.Namespace, orig: list[int], raised: lis
     cpus = os.cpu_count() or 1
     print(f"## Heart at {a.interval} interval, dead time {a.deadtime}, {cpus} CPUs, "
           f"window {a.seconds:g} s, {a.trials} detection trials\n")
-    from heart.config import parse_duration
-
-    hb_s = 1e6 / parse_duration(a.interval)
-    print("| nodes | up in | sent/s per node (not heartbeats) | received/s per node "
+    print("| nodes | up in | sent/s per node (not heartbeats; of those record requests) "
+          "| received/s per node "
           "| CPU per node (mean / max) | CPU total | machine busy | RSS per node (mean / max) "
           "| false node_down | missed ticks | detection, all survivors: median / max (min) "
           "| median survivor / first survivor / engine (medians) |")
@@ -410,9 +428,8 @@ def report(rows: list[dict], a: argparse.Namespace, orig: list[int], raised: lis
             print(f"| {r['nodes']} | failed after {_f(r.get('up_s'), '.0f', ' s')}: "
                   f"{r['error'][:300]} | | | | | | | | | | |")
             continue
-        extra = (r["sent_s_mean"] - (r["nodes"] - 1) * hb_s) if r["sent_s_mean"] else None
         print(f"| {r['nodes']} | {r['up_s']:.0f} s | {_f(r['sent_s_mean'], '.0f')} "
-              f"({_f(extra, '.0f')}) "
+              f"({_f(r.get('state_s_mean'), '.0f')}; {_f(r.get('req_s_mean'), '.1f')}) "
               f"| {_f(r['received_s_mean'], '.0f')} "
               f"| {_f(r['cpu_pct_mean'], '.2f', ' %')} / {_f(r['cpu_pct_max'], '.2f', ' %')} "
               f"| {_f(r['cpu_pct_total'], '.1f', ' %')} | {r['machine_busy_pct']:.0f} % "

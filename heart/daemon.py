@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -49,6 +50,7 @@ from heart.state import ClusterState, Record, StateError, decode_message, encode
 log = logging.getLogger("heart")
 
 RECORD_RESEND_S = 1.0          # anti-entropy: own record to everyone this often
+ASK_RETRY_MIN_S = 0.05         # a record request for the same version, at most this often
 STALL_HOLDOFF_FACTOR = 2       # after a pause: no acquire for this many dead times
 STOP_RETRY_S = 10.0            # a unit whose stop failed: next attempt after this
 FOREIGN_PROBE_S = 0.05         # how long a first start listens for other owners
@@ -74,6 +76,8 @@ class PeerRuntime:
     id: int
     needs_fence: set[str] = field(default_factory=set)  # units it held when it died
     late: bool = False
+    asked_at: float = -math.inf    # monotonic time of our last record request to it
+    asked_for: int = -1            # the record version that request was for
 
 
 def sd_notify(message: str) -> None:
@@ -107,6 +111,10 @@ class Daemon:
         self.all_seen = False
         self.started_mono = 0.0
         self.misdirected = 0           # state messages for another node (replays)
+        # Record requests: how often one may be repeated for the same version,
+        # and how many went out / came in (status counters).
+        self.ask_retry_s = max(ASK_RETRY_MIN_S, 2 * cfg.timing.interval_us / 1e6)
+        self.record_requests = {"sent": 0, "received": 0}
         self.at_risk = False           # quorum rests on peers silent for too long
         self._misdirected_warned = -1.0
         self.hold_until = 0.0          # no acquire before this (monotonic s): pause hold-off
@@ -461,7 +469,7 @@ class Daemon:
             return
         if name == "payload":
             if self.state.on_digest(pr.name, ev.data):
-                self._ask_record(pr)
+                self._ask_record(pr, self.state.digests.get(pr.name))
             return
         if name == "state":
             self._on_state_message(pr, ev.data)
@@ -545,7 +553,19 @@ class Daemon:
         self._publish()
         self._dirty.set()
 
-    def _ask_record(self, pr: PeerRuntime) -> None:
+    def _ask_record(self, pr: PeerRuntime, version: int | None = None) -> None:
+        """Ask pr for its record.  Prompted by a digest (``version``: the one it
+        announced), at most once per ask_retry_s for the same version: every
+        heartbeat carries the digest, and until the record arrives each one
+        would ask again (on a saturated 64-node lab that was most of the
+        traffic).  Without a version (peer up, restart, resync) always."""
+        now = time.monotonic()
+        if version is not None and version <= pr.asked_for \
+                and now - pr.asked_at < self.ask_retry_s:
+            return
+        pr.asked_at = now
+        pr.asked_for = version if version is not None else self.state.digests.get(pr.name, -1)
+        self.record_requests["sent"] += 1
         self._send_to(pr, {"t": "req"})
 
     def _send(self, msg: bytes, to: int = 0) -> None:
@@ -576,6 +596,7 @@ class Daemon:
             self._misdirected_log(pr, to, t)
             return
         if t == "req":
+            self.record_requests["received"] += 1
             self._send_to(pr, self.state.record_wire())
         elif t == "rec":
             rec = Record.from_wire(msg.get("r") or {})
@@ -1292,6 +1313,7 @@ class Daemon:
         # State messages the engine accepted but that were meant for
         # another node (see _send_to).
         c["rejected"]["misdirected"] = self.misdirected
+        c["record_requests"] = dict(self.record_requests)
         return c
 
     # --------------------------------------------------------------- reload

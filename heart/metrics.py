@@ -262,6 +262,11 @@ class Exporter:
                           labels=["cause"])
             for cause, n in sorted(c.get("rejected", {}).items()):
                 rej.add_metric([cause], m(("rejected", cause), n))
+            reqs = counter("heart_record_requests", "State messages asking a peer for its "
+                           "record (sent: this node asked; received: a peer asked it).",
+                           labels=["direction"])
+            for direction, n in sorted(c.get("record_requests", {}).items()):
+                reqs.add_metric([direction], m(("record_requests", direction), n))
 
         q = snap.get("quorum")
         if q is not None:
