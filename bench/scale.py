@@ -7,7 +7,11 @@ builds N network namespaces on one bridge (192.0.2.0/24) with one real
 window (--seconds):
 
   packets/s per node  growth of the daemon's engine counters "sent" and
-                      "received" (heart status, the control socket);
+                      "received" (heart status, the control socket), over
+                      each node's own window between its two reads (a round
+                      of 64 reads takes seconds on a busy machine); of the
+                      sent packets, those that are not heartbeats (sent
+                      minus heartbeat ticks x peers) and record requests;
   CPU per node        the daemon's run time over all its threads
                       (/proc/<pid>/task/*/schedstat), in % of one core; the
                       total is the sum over the N daemons (the machine has
