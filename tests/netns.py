@@ -19,6 +19,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 import uuid
 
@@ -287,3 +288,24 @@ def tshark_problems(layers: dict) -> list[str]:
     if icmp is not None and icmp.get("icmpv6.checksum.status") != "1":
         out.append(f"ICMPv6 checksum status {icmp.get('icmpv6.checksum.status')!r}")
     return out
+
+
+def in_ns(ns: str, fn, *args):
+    """fn(*args) in a thread that has entered ns (sockets it makes stay there;
+    threads it starts, such as an asyncio loop's workers, start there too);
+    its value, or its exception raised here."""
+    out: dict = {}
+
+    def run():
+        try:
+            with inside(ns):
+                out["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            out["error"] = exc
+
+    t = threading.Thread(target=run, name=f"in-{ns}")
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")

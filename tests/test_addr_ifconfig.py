@@ -16,7 +16,6 @@ import os
 import re
 import socket
 import subprocess
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -429,22 +428,6 @@ def test_lease_and_label_are_linux_only(platform):
 # --------------------------------------------------------------------------- #
 
 
-def in_ns(ns, fn, *args):
-    out: dict = {}
-
-    def run():
-        try:
-            with netns.inside(ns):
-                out["value"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            out["error"] = exc
-
-    t = threading.Thread(target=run, name=f"in-{ns}")
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out.get("value")
 
 
 def kernel_addrs(ns, ifname):
@@ -457,7 +440,7 @@ def netlink_info(ns, p):
     def get():
         with NetlinkAddresses() as m:
             return m.info(p)
-    return in_ns(ns, get)
+    return netns.in_ns(ns, get)
 
 
 @pytest.fixture
@@ -501,7 +484,7 @@ def test_fake_ifconfig_add_detect_remove(lab1, fake, version):
         nodev = m.check(make_params("eth9", VIP[version], platform=platform))
         return m, info, problems, ei.value, nodev
 
-    m, info, problems, err, nodev = in_ns(ns, go)
+    m, info, problems, err, nodev = netns.in_ns(ns, go)
     assert info is not None and (info.interface, info.address, info.prefix) == \
         ("eth0", p.address, p.prefix)
     assert info.index == netns.ifindex(ns, "eth0")
@@ -516,12 +499,12 @@ def test_fake_ifconfig_add_detect_remove(lab1, fake, version):
     assert "interface 'eth9' does not exist (interfaces here: eth0, eth1, lo)" in nodev
     assert (p.address, p.prefix) not in kernel_addrs(ns, "eth1")
 
-    assert in_ns(ns, lambda: m.remove(p)) is True
+    assert netns.in_ns(ns, lambda: m.remove(p)) is True
     assert kernel_addrs(ns, "eth0") == before
     assert netlink_info(ns, p) is None
-    assert in_ns(ns, lambda: m.remove(p)) is False
+    assert netns.in_ns(ns, lambda: m.remove(p)) is False
     with pytest.raises(AddressError, match="no longer there"):
-        in_ns(ns, lambda: m.renew(p))
+        netns.in_ns(ns, lambda: m.renew(p))
 
 
 def test_fake_ifconfig_errors_are_mapped(lab1, fake):
@@ -531,7 +514,7 @@ def test_fake_ifconfig_errors_are_mapped(lab1, fake):
     p = make_params("eth9", "192.0.2.40/26", platform="freebsd14")
     m = IfconfigAddresses(fake)
     with pytest.raises(AddressError) as ei:
-        in_ns(ns, lambda: m._put(p, 99))
+        netns.in_ns(ns, lambda: m._put(p, 99))
     assert ei.value.errno == errno.ENODEV
     text = str(ei.value)
     assert text.startswith(f"cannot add 192.0.2.40/26 to eth9: {SHIM / 'ifconfig'} ")
@@ -560,7 +543,7 @@ def test_agent_on_ifconfig(lab1, fake):
         finally:
             await agent.close()
 
-    r, up, m, s, m2 = in_ns(ns, lambda: asyncio.run(main()))
+    r, up, m, s, m2 = netns.in_ns(ns, lambda: asyncio.run(main()))
     assert r.ok and "added 192.0.2.40/26 to eth0; permanent" in r.output, r
     assert ("192.0.2.40", 26) in up
     assert (m.ok, m.status) == (True, "running")

@@ -40,28 +40,10 @@ VIP = {4: ("192.0.2.40", 26), 6: ("2001:db8::40", 80)}
 FAMILIES = pytest.mark.parametrize("version", [4, 6], ids=["ipv4", "ipv6"])
 
 
-def in_ns(ns: str, fn, *args):
-    """fn(*args) in a thread that has entered ns (sockets it makes stay there;
-    threads it starts, such as an asyncio loop's workers, start there too)."""
-    out: dict = {}
-
-    def run():
-        try:
-            with netns.inside(ns):
-                out["value"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            out["error"] = exc
-
-    t = threading.Thread(target=run, name=f"in-{ns}")
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out.get("value")
 
 
 def arun(ns: str, coro_fn):
-    return in_ns(ns, lambda: asyncio.run(coro_fn()))
+    return netns.in_ns(ns, lambda: asyncio.run(coro_fn()))
 
 
 def addrs(ns: str):
@@ -70,7 +52,7 @@ def addrs(ns: str):
         with AddressManager() as m:
             return sorted((a.interface, a.address, a.prefix, a.valid_lft is None)
                           for a in m.addresses())
-    return in_ns(ns, get)
+    return netns.in_ns(ns, get)
 
 
 def info(ns: str, version: int, ifname: str = "eth0", prefix: int | None = None):
@@ -80,7 +62,7 @@ def info(ns: str, version: int, ifname: str = "eth0", prefix: int | None = None)
     def get():
         with AddressManager() as m:
             return m.info(p)
-    return in_ns(ns, get)
+    return netns.in_ns(ns, get)
 
 
 _made: list[IpaddrAgent] = []
@@ -117,7 +99,7 @@ def ping(ns: str, address: str, timeout_s: float = 0.5) -> float | None:
     """One ICMP / ICMPv6 echo from ns (raw socket, root): the round trip in
     seconds, or None without a reply within timeout_s."""
     v6 = ipaddress.ip_address(address).version == 6
-    s = in_ns(ns, lambda: socket.socket(socket.AF_INET6 if v6 else socket.AF_INET,
+    s = netns.in_ns(ns, lambda: socket.socket(socket.AF_INET6 if v6 else socket.AF_INET,
                                         socket.SOCK_RAW,
                                         socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP))
     with s:
@@ -153,7 +135,7 @@ def mac_of(ns: str, ifname: str = "eth0") -> str:
 def spawn_in(ns: str, code: str) -> subprocess.Popen:
     """A Python child started in ns (forked by a thread inside it)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    return in_ns(ns, lambda: subprocess.Popen(
+    return netns.in_ns(ns, lambda: subprocess.Popen(
         [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True))
 
@@ -176,52 +158,52 @@ def test_add_remove(lab2, version):
     n1 = lab2.nodes[0]
     address, prefix = VIP[version]
     before = addrs(n1)
-    in_ns(n1, lambda: add_address("eth0", address, prefix))
+    netns.in_ns(n1, lambda: add_address("eth0", address, prefix))
     a = info(n1, version)
     assert a is not None and a.valid_lft is None and a.preferred_lft is None
     assert f"{address}/{prefix}" in netns.run("ip", "addr", "show", "dev", "eth0", ns=n1)
-    assert in_ns(n1, lambda: address_present("eth0", f"{address}/{prefix}"))
-    assert in_ns(n1, lambda: address_present("eth0", address))
-    assert not in_ns(n1, lambda: address_present("eth0", address, prefix - 1))
-    assert not in_ns(n1, lambda: address_present("eth1", address))
+    assert netns.in_ns(n1, lambda: address_present("eth0", f"{address}/{prefix}"))
+    assert netns.in_ns(n1, lambda: address_present("eth0", address))
+    assert not netns.in_ns(n1, lambda: address_present("eth0", address, prefix - 1))
+    assert not netns.in_ns(n1, lambda: address_present("eth1", address))
     # Adding what is there is an update, not an error.
-    in_ns(n1, lambda: add_address("eth0", address, prefix))
-    assert in_ns(n1, lambda: remove_address("eth0", address, prefix)) is True
+    netns.in_ns(n1, lambda: add_address("eth0", address, prefix))
+    assert netns.in_ns(n1, lambda: remove_address("eth0", address, prefix)) is True
     assert info(n1, version) is None
-    assert in_ns(n1, lambda: remove_address("eth0", address, prefix)) is False
+    assert netns.in_ns(n1, lambda: remove_address("eth0", address, prefix)) is False
     # Without a prefix: whatever prefix it has there.
-    in_ns(n1, lambda: add_address("eth0", f"{address}/{prefix}"))
-    assert in_ns(n1, lambda: remove_address("eth0", address)) is True
-    assert in_ns(n1, lambda: remove_address("eth9", address)) is False
+    netns.in_ns(n1, lambda: add_address("eth0", f"{address}/{prefix}"))
+    assert netns.in_ns(n1, lambda: remove_address("eth0", address)) is True
+    assert netns.in_ns(n1, lambda: remove_address("eth9", address)) is False
     assert addrs(n1) == before
 
 
 def test_label(lab2):
     n1 = lab2.nodes[0]
-    in_ns(n1, lambda: add_address("eth0", "192.0.2.40", 26, label="eth0:vip"))
+    netns.in_ns(n1, lambda: add_address("eth0", "192.0.2.40", 26, label="eth0:vip"))
     assert info(n1, 4).label == "eth0:vip"
     out = netns.run("ip", "-4", "-o", "addr", "show", "label", "eth0:vip", ns=n1)
     assert "192.0.2.40/26" in out and "brd 192.0.2.63" in out
     with pytest.raises(ValueError, match="does not start with the interface name"):
         add_address("eth0", "192.0.2.41", 26, label="vip")
-    in_ns(n1, lambda: remove_address("eth0", "192.0.2.40", 26))
+    netns.in_ns(n1, lambda: remove_address("eth0", "192.0.2.40", 26))
 
 
 @FAMILIES
 def test_lifetimes_are_the_lease(lab2, version):
     n1 = lab2.nodes[0]
     address, prefix = VIP[version]
-    in_ns(n1, lambda: add_address("eth0", address, prefix, lease_s=7))
+    netns.in_ns(n1, lambda: add_address("eth0", address, prefix, lease_s=7))
     a = info(n1, version)
     assert 6 <= a.valid_lft <= 7 and a.preferred_lft == a.valid_lft
     out = netns.run("ip", "addr", "show", "dev", "eth0", ns=n1)
     assert "dynamic" in out
     assert "preferred_lft 7sec" in out or "preferred_lft 6sec" in out
     # Re-adding without a lease makes it permanent again.
-    in_ns(n1, lambda: add_address("eth0", address, prefix))
+    netns.in_ns(n1, lambda: add_address("eth0", address, prefix))
     a = info(n1, version)
     assert a.valid_lft is None and a.preferred_lft is None
-    in_ns(n1, lambda: remove_address("eth0", address, prefix))
+    netns.in_ns(n1, lambda: remove_address("eth0", address, prefix))
 
 
 # --------------------------------------------------------------------------- #
@@ -242,27 +224,27 @@ def test_ipv6_without_dad_is_usable_at_once(lab2):
         with AddressManager() as m:
             return [a for a in m.addresses(socket.AF_INET6) if a.address == "2001:db8::41"]
 
-    ctl = in_ns(n1, control)
+    ctl = netns.in_ns(n1, control)
     assert ctl and ctl[0].tentative, "control: DAD should make a new address tentative"
     with pytest.raises(OSError):  # a tentative address cannot be used yet
-        in_ns(n1, lambda: socket.socket(socket.AF_INET6).bind(("2001:db8::41", 0)))
+        netns.in_ns(n1, lambda: socket.socket(socket.AF_INET6).bind(("2001:db8::41", 0)))
 
-    in_ns(n1, lambda: add_address("eth0", "2001:db8::40", 80, lease_s=30))
+    netns.in_ns(n1, lambda: add_address("eth0", "2001:db8::40", 80, lease_s=30))
     rtt = ping(n2, "2001:db8::40")
     a = info(n1, 6)
     assert a.nodad and not a.tentative
     assert rtt is not None, "no echo reply from 2001:db8::40 right after the add"
-    s = in_ns(n1, lambda: socket.socket(socket.AF_INET6))
+    s = netns.in_ns(n1, lambda: socket.socket(socket.AF_INET6))
     with s:
         s.bind(("2001:db8::40", 0))
-    in_ns(n1, lambda: remove_address("eth0", "2001:db8::40", 80))
+    netns.in_ns(n1, lambda: remove_address("eth0", "2001:db8::40", 80))
 
 
 def test_ipv4_usable_at_once(lab2):
     n1, n2 = lab2.nodes
-    in_ns(n1, lambda: add_address("eth0", "192.0.2.40", 26, lease_s=30))
+    netns.in_ns(n1, lambda: add_address("eth0", "192.0.2.40", 26, lease_s=30))
     assert ping(n2, "192.0.2.40") is not None
-    in_ns(n1, lambda: remove_address("eth0", "192.0.2.40", 26))
+    netns.in_ns(n1, lambda: remove_address("eth0", "192.0.2.40", 26))
     assert ping(n2, "192.0.2.40", timeout_s=0.3) is None
 
 
@@ -286,7 +268,7 @@ def _wait_gone(ns: str, versions, limit_s: float) -> dict[int, float]:
 def test_lease_expires_by_itself(lab2):
     n1 = lab2.nodes[0]
     for v in (4, 6):
-        in_ns(n1, lambda v=v: add_address("eth0", *VIP[v], lease_s=2))
+        netns.in_ns(n1, lambda v=v: add_address("eth0", *VIP[v], lease_s=2))
     gone = _wait_gone(n1, (4, 6), 5.0)
     assert set(gone) == {4, 6}, "the kernel did not remove the leased addresses"
     for v, t in gone.items():
@@ -396,7 +378,7 @@ def test_address_there_with_another_prefix(lab2, version):
     assert m.status == "stopped"
     assert addrs(n1) == before  # still /other, still permanent
     with pytest.raises(AddressError, match=f"with prefix /{other}"):
-        in_ns(n1, lambda: add_address("eth0", address, prefix, lease_s=2))
+        netns.in_ns(n1, lambda: add_address("eth0", address, prefix, lease_s=2))
     assert addrs(n1) == before
 
 
@@ -494,7 +476,7 @@ def test_announcements_on_the_wire(lab2, version):
     netns.run("ip", "neigh", "replace", address, "lladdr", "02:00:00:00:00:99", "dev", "eth0",
               "nud", "stale", ns=n2)
     time.sleep(1.1)  # past the neighbour entry's locktime
-    cap = in_ns(n2, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW,
+    cap = netns.in_ns(n2, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW,
                                           socket.htons(0x0003)))
     seen: list[tuple[float, str]] = []  # (kernel receive time, CLOCK_REALTIME; sender MAC)
     stop = threading.Event()
