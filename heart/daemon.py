@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -154,15 +155,24 @@ class Daemon:
             e.set_send_key(cfg.auth.send_key)
             me = cfg.local
             for lk in cfg.links:
-                if lk.kind == "unicast":
-                    host, port = me.addresses[lk.name]
-                    bind = lk.bind or host
-                    e.add_link("unicast", bind=bind, port=port, ifname=lk.interface)
-                else:
-                    port = me.addresses[lk.name][1] if lk.name in me.addresses else lk.port
-                    bind = lk.bind or (":: " if ":" in (lk.group or "") else "0.0.0.0").strip()
-                    e.add_link(lk.kind, bind=bind, port=port, dest=lk.group,
-                               ifname=lk.interface, ttl=lk.ttl)
+                try:
+                    if lk.kind == "unicast":
+                        host, port = me.addresses[lk.name]
+                        bind = lk.bind or host
+                        e.add_link("unicast", bind=bind, port=port, ifname=lk.interface)
+                    else:
+                        port = me.addresses[lk.name][1] if lk.name in me.addresses \
+                            else lk.port
+                        bind = lk.bind or ("::" if ":" in (lk.group or "") else "0.0.0.0")
+                        e.add_link(lk.kind, bind=bind, port=port, dest=lk.group,
+                                   ifname=lk.interface, ttl=lk.ttl)
+                except OSError as exc:
+                    where = f"{cfg.path}:{lk.line}: " if lk.line else ""
+                    raise StartupError(
+                        f"{where}[[link]] {lk.name!r} of node {self.me}: {exc.strerror or exc}"
+                        + ("; another program (or heart daemon) uses that port?"
+                           if exc.errno == errno.EADDRINUSE else "")
+                        + "; nothing was started") from None
             for n in cfg.nodes:
                 if n.name == self.me:
                     continue
@@ -1501,11 +1511,14 @@ class Daemon:
             await sup.close()
         if self.handlers is not None:
             await self.handlers.close()
-        if self.started_mono == 0.0:
-            ok = True     # never joined: nothing to say to peers
-        self._event("daemon_stop", f"{self.me} stopped"
-                    + ("" if ok else " WITHOUT a leave message: a resource failed to stop"),
-                    node=self.me, evidence={"leave": ok})
+        joined = self.started_mono != 0.0
+        if not joined:    # start-up failed: no peer heard us, nothing to tell them
+            summary = f"{self.me} stopped before joining the cluster"
+        else:
+            summary = f"{self.me} stopped" + (
+                "" if ok else " WITHOUT a leave message: a resource failed to stop")
+        self._event("daemon_stop", summary, node=self.me,
+                    evidence={"leave": ok and joined, "joined": joined})
         if self.control is not None:
             await self.control.close()
         if self.metrics is not None:

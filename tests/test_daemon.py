@@ -173,6 +173,33 @@ def test_bad_config_gets_a_precise_message_and_nothing_starts(tmp_path):
     assert r2.returncode == 1 and f"{cfg}:6: timing.interval" in r2.stderr
 
 
+def test_link_port_in_use_is_a_clear_startup_error(cluster):
+    """Another program on the node's heartbeat port: `heart run` exits 1 with
+    a message naming the file, line, link and node, starts no resource, and
+    journals that it stopped before joining."""
+    import re
+    import socket
+
+    c = cluster(("alpha", "beta"))
+    port = int(re.search(r'name = "alpha"\nid = 1\naddresses = \{ lo = "127.0.0.1:(\d+)"',
+                         c.config.read_text()).group(1))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", port))
+        r = subprocess.run([sys.executable, "-m", "heart", "run", "-c", str(c.config),
+                            "--node", "alpha"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    line = c.config.read_text().splitlines().index("[[link]]") + 1
+    assert last.startswith(f"heart: {c.config}:{line}: [[link]] 'lo' of node alpha: "), last
+    assert "Address already in use; another program (or heart daemon) uses that port?; " \
+           "nothing was started" in last, last
+    assert "Traceback" not in r.stderr
+    assert c.running_on("www") == []
+    stop = [e for e in c.journal("alpha") if e["kind"] == "daemon_stop"]
+    assert stop and stop[-1]["summary"] == "alpha stopped before joining the cluster"
+    assert stop[-1]["evidence"] == {"leave": False, "joined": False}
+
+
 def test_cli_status_standby_move_events_why(cluster):
     c = cluster()
     c.start_all()
