@@ -19,6 +19,22 @@ from heart import lab
 REQUIRE_ROOT = os.environ.get("HEART_REQUIRE_ROOT") == "1"
 
 
+# A fixed 256-bit test key (hex), and a key file holding it as key id 1.
+KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+
+def write_key(path: Path, text: str | None = None, mode: int = 0o600) -> Path:
+    path.write_text(f"# test key\n1 {KEY_HEX}\n" if text is None else text)
+    os.chmod(path, mode)
+    return path
+
+
+def lineno(text: str, needle: str, nth: int = 1) -> int:
+    """The 1-based line of the nth line of text containing needle."""
+    hits = [i for i, ln in enumerate(text.splitlines(), 1) if needle in ln]
+    return hits[nth - 1]
+
+
 def need(reason: str | None) -> None:
     """Skip with reason, or fail when CI requires these tests to run."""
     if reason is None:

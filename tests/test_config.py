@@ -8,13 +8,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import need
+from conftest import KEY_HEX, lineno, need, write_key
 
 from heart import config as hc
 
 REPO = Path(__file__).resolve().parent.parent
 DUMMY = "/usr/lib/ocf/resource.d/heartbeat/Dummy"
-KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 BASE = """\
 [cluster]
@@ -73,12 +72,6 @@ def need_dummy() -> None:
          f"{DUMMY} missing (install the resource-agents package)")
 
 
-def write_key(path: Path, text: str | None = None, mode: int = 0o600) -> Path:
-    path.write_text(f"# test key\n1 {KEY_HEX}\n" if text is None else text)
-    os.chmod(path, mode)
-    return path
-
-
 def make_exe(path: Path) -> Path:
     path.write_text("#!/bin/sh\nexit 0\n")
     path.chmod(0o755)
@@ -99,12 +92,6 @@ def write(tree: Path, text: str, name: str = "heart.toml") -> str:
     p = tree / name
     p.write_text(textwrap.dedent(text))
     return str(p)
-
-
-def lineno(text: str, needle: str, nth: int = 1) -> int:
-    """The 1-based line of the nth line containing needle."""
-    hits = [i for i, ln in enumerate(text.splitlines(), 1) if needle in ln]
-    return hits[nth - 1]
 
 
 def errors(path: str, **kw) -> list[hc.ConfigIssue]:

@@ -13,14 +13,12 @@ import time
 import urllib.request
 
 import pytest
-from conftest import need
+from conftest import lineno, need, write_key
 from labkit import DEADTIME_S, wait
 from prometheus_client.parser import text_string_to_metric_families
 
 from heart import config as hc
 from heart import daemon, lab, metrics
-
-KEY_HEX = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 BASE = """\
 [cluster]
@@ -48,17 +46,10 @@ addresses = { lan = "127.0.0.1:17002" }
 
 
 def write(tmp_path, extra: str) -> str:
-    key = tmp_path / "authkey"
-    key.write_text(f"1 {KEY_HEX}\n")
-    os.chmod(key, 0o600)
+    write_key(tmp_path / "authkey")
     path = tmp_path / "heart.toml"
     path.write_text(BASE + textwrap.dedent(extra))
     return str(path)
-
-
-def lineno(path: str, needle: str) -> int:
-    with open(path) as f:
-        return next(i for i, line in enumerate(f, 1) if needle in line)
 
 
 # ---------------------------------------------------------------- [metrics]
@@ -91,7 +82,8 @@ def test_metrics_listen_bad(tmp_path, value, fragment):
         hc.load(path)
     [issue] = ei.value.issues
     assert issue.key == "metrics.listen"
-    assert issue.line == lineno(path, "listen =")
+    with open(path) as f:
+        assert issue.line == lineno(f.read(), "listen =")
     assert fragment in issue.message
     assert str(issue).startswith(f"{path}:{issue.line}: metrics.listen: ")
 

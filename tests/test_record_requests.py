@@ -13,10 +13,11 @@ without an engine or sockets: what goes out is what ``_send_to`` is given.
 """
 from __future__ import annotations
 
-import os
 import textwrap
 import time
 from types import SimpleNamespace
+
+from conftest import write_key
 
 from heart import config as hc
 from heart import daemon
@@ -26,9 +27,7 @@ NAMES = ["alpha", "beta", "gamma"]
 
 
 def _daemon(tmp_path, interval="20ms"):
-    key = tmp_path / "authkey"
-    key.write_text("1 " + "ab" * 32 + "\n")
-    os.chmod(key, 0o600)
+    key = write_key(tmp_path / "authkey")
     nodes = "".join(f'\n[[node]]\nname = "{n}"\nid = {i + 1}\n'
                     f'addresses = {{ lan = "127.0.0.1:{17100 + i}" }}\n'
                     for i, n in enumerate(NAMES))
