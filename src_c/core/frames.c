@@ -34,8 +34,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define ETHERTYPE_ARP 0x0806
-#define ETHERTYPE_IPV6 0x86dd
 #define ARP_LEN 28
 #define IP6_HLEN 40
 #define ICMP6_PROTO 58
@@ -118,7 +116,7 @@ static int build_arp(uint8_t *buf, size_t cap, uint16_t op,
     if (cap < HB_FRAME_ARP_LEN)
         return -ENOSPC;
     memset(buf, 0, HB_FRAME_ARP_LEN);
-    put_eth(buf, eth_dst, sha, ETHERTYPE_ARP);
+    put_eth(buf, eth_dst, sha, HB_ETHERTYPE_ARP);
     uint8_t *a = buf + OFF_L3;
     hb_put_be16(a, 1);          /* Ethernet */
     hb_put_be16(a + 2, 0x0800); /* IPv4 */
@@ -201,7 +199,7 @@ static int build_nd(uint8_t *buf, size_t cap, const uint8_t *eth_dst,
     if (cap < len)
         return -ENOSPC;
     memset(buf, 0, len);
-    put_eth(buf, eth_dst, mac, ETHERTYPE_IPV6);
+    put_eth(buf, eth_dst, mac, HB_ETHERTYPE_IPV6);
     uint8_t *ip = buf + OFF_L3;
     ip[0] = 0x60; /* version 6, traffic class 0, flow label 0 */
     hb_put_be16(ip + 4, (uint16_t)icmp_len);
@@ -332,10 +330,10 @@ int hb_frame_parse_claim(const uint8_t *frame, size_t len, hb_claim *out)
         return -EINVAL;
     memset(&c, 0, sizeof c);
     switch (hb_get_be16(frame + 2 * HB_ETH_ALEN)) {
-    case ETHERTYPE_ARP:
+    case HB_ETHERTYPE_ARP:
         rc = parse_arp(frame, len, &c);
         break;
-    case ETHERTYPE_IPV6:
+    case HB_ETHERTYPE_IPV6:
         rc = parse_na(frame, len, &c);
         break;
     default:

@@ -14,6 +14,10 @@
 
 #define HB_HIDDEN __attribute__((visibility("hidden")))
 
+/* Ethernet types of the frames IP takeover sends and listens for */
+#define HB_ETHERTYPE_ARP 0x0806
+#define HB_ETHERTYPE_IPV6 0x86dd
+
 static inline void hb_put_be16(uint8_t *p, uint16_t v)
 {
     p[0] = (uint8_t)(v >> 8);

@@ -64,9 +64,6 @@
 #define HB_DL_ACK_WAIT_NS 2000000000ull /* 2 s for each acknowledgement */
 #define HB_DL_CTL_WORDS 256             /* 1 KiB of control part */
 #define HB_DL_DATA_MAX 65536            /* no frame is longer */
-#define HB_DL_BIND_SAP 0x0806           /* ARP; the rest through promisc SAP */
-#define HB_ETHERTYPE_ARP 0x0806
-#define HB_ETHERTYPE_IPV6 0x86dd
 
 /* A control part, aligned for the DLPI structures */
 typedef union {
@@ -74,7 +71,6 @@ typedef union {
     dl_info_ack_t info_ack;
     dl_ok_ack_t ok_ack;
     dl_error_ack_t error_ack;
-    dl_bind_ack_t bind_ack;
     dl_phys_addr_ack_t physaddr_ack;
     dl_unitdata_ind_t unitdata_ind;
     t_uscalar_t words[HB_DL_CTL_WORDS];
@@ -232,15 +228,44 @@ static void dl_drain(hb_eth *h, int more)
     }
 }
 
-/* Read one message into h->rctl / h->rbuf + HB_ETH_HLEN, waiting until
- * deadline_ns at most (the stream is still blocking here, so getmsg is
- * called only once poll says something is there).  Returns the control
- * part's length (-1: none, an M_DATA message), data length in *dlen;
- * -ETIMEDOUT or -errno. */
-static int dl_getmsg_wait(hb_eth *h, uint64_t deadline_ns, int *dlen)
+/* Read one message into h->rctl (control part; *clen = -1 when it has
+ * none, an M_DATA frame) and h->rbuf + HB_ETH_HLEN (*dlen bytes).  A
+ * message longer than the buffers is cut.  0, -EAGAIN (non-blocking and
+ * nothing there), -ENXIO (the stream was hung up: getmsg reports an empty
+ * control part and no data from then on) or -errno. */
+static int dl_getmsg(hb_eth *h, int *clen, int *dlen)
 {
     struct strbuf ctl, data;
 
+    for (;;) {
+        ctl.maxlen = (int)sizeof h->rctl;
+        ctl.len = 0;
+        ctl.buf = (char *)&h->rctl;
+        data.maxlen = HB_DL_DATA_MAX;
+        data.len = 0;
+        data.buf = (char *)h->rbuf + HB_ETH_HLEN;
+        int flags = 0;
+        int r = getmsg(h->fd, &ctl, &data, &flags);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+        }
+        if (r > 0)
+            dl_drain(h, r);
+        if (ctl.len == 0 && data.len == 0)
+            return -ENXIO;
+        *clen = ctl.len;
+        *dlen = data.len > 0 ? data.len : 0;
+        return 0;
+    }
+}
+
+/* dl_getmsg, waiting until deadline_ns at most (the stream is still
+ * blocking here, so getmsg is called only once poll says something is
+ * there).  0, -ETIMEDOUT or dl_getmsg's -errno. */
+static int dl_getmsg_wait(hb_eth *h, uint64_t deadline_ns, int *clen, int *dlen)
+{
     for (;;) {
         uint64_t now = hb_now_ns();
         if (now >= deadline_ns)
@@ -260,23 +285,9 @@ static int dl_getmsg_wait(hb_eth *h, uint64_t deadline_ns, int *dlen)
         }
         if (r == 0)
             continue; /* the deadline check above ends it */
-        ctl.maxlen = (int)sizeof h->rctl;
-        ctl.len = 0;
-        ctl.buf = (char *)&h->rctl;
-        data.maxlen = HB_DL_DATA_MAX;
-        data.len = 0;
-        data.buf = (char *)h->rbuf + HB_ETH_HLEN;
-        int flags = 0;
-        r = getmsg(h->fd, &ctl, &data, &flags);
-        if (r < 0) {
-            if (errno == EINTR || errno == EAGAIN)
-                continue;
-            return -errno; /* e.g. an M_ERROR from the driver */
-        }
-        if (r > 0)
-            dl_drain(h, r);
-        *dlen = data.len;
-        return ctl.len;
+        r = dl_getmsg(h, clen, dlen);
+        if (r != -EAGAIN)
+            return r; /* 0, or e.g. an M_ERROR from the driver */
     }
 }
 
@@ -291,12 +302,12 @@ static int dl_await(hb_eth *h, t_uscalar_t req, t_uscalar_t ack, size_t min_len,
     uint64_t deadline = hb_now_ns() + HB_DL_ACK_WAIT_NS;
 
     for (;;) {
-        int dlen = 0;
-        int clen = dl_getmsg_wait(h, deadline, &dlen);
-        if (clen == -ETIMEDOUT)
+        int clen = -1, dlen = 0;
+        int rc = dl_getmsg_wait(h, deadline, &clen, &dlen);
+        if (rc == -ETIMEDOUT)
             return failf_prim(h, req, "no acknowledgement within 2 s", ETIMEDOUT);
-        if (clen < -1)
-            return failf_prim(h, req, "getmsg", -clen);
+        if (rc < 0)
+            return failf_prim(h, req, "getmsg", -rc);
         if (clen < (int)sizeof(t_uscalar_t))
             continue; /* M_DATA: a frame */
         t_uscalar_t prim = h->rctl.prim;
@@ -320,9 +331,23 @@ static int dl_await(hb_eth *h, t_uscalar_t req, t_uscalar_t ack, size_t min_len,
     }
 }
 
-static int dl_expect(hb_eth *h, t_uscalar_t req, t_uscalar_t ack, size_t min_len)
+/* putmsg the request req (len bytes) and wait for its acknowledgement ack
+ * (see dl_await), which is left in h->rctl. */
+static int dl_call(hb_eth *h, const void *req, size_t len, t_uscalar_t ack,
+                   size_t min_len, int refusal_ok)
 {
-    return dl_await(h, req, ack, min_len, 0);
+    t_uscalar_t prim;
+    memcpy(&prim, req, sizeof prim);
+    int rc = dl_request(h, req, len);
+    if (rc < 0)
+        return failf_prim(h, prim, "putmsg", -rc);
+    return dl_await(h, prim, ack, min_len, refusal_ok);
+}
+
+/* A small request answered by DL_OK_ACK */
+static int dl_ok(hb_eth *h, const void *req, size_t len)
+{
+    return dl_call(h, req, len, DL_OK_ACK, DL_OK_ACK_SIZE, 0);
 }
 
 static int dl_info(hb_eth *h, dl_info_ack_t *info)
@@ -331,37 +356,11 @@ static int dl_info(hb_eth *h, dl_info_ack_t *info)
 
     memset(&req, 0, sizeof req);
     req.dl_primitive = DL_INFO_REQ;
-    int rc = dl_request(h, &req, sizeof req);
-    if (rc < 0)
-        return failf_prim(h, DL_INFO_REQ, "putmsg", -rc);
-    rc = dl_expect(h, DL_INFO_REQ, DL_INFO_ACK, DL_INFO_ACK_SIZE);
+    int rc = dl_call(h, &req, sizeof req, DL_INFO_ACK, DL_INFO_ACK_SIZE, 0);
     if (rc < 0)
         return rc;
     *info = h->rctl.info_ack;
     return 0;
-}
-
-/* Send a small request and wait for DL_OK_ACK */
-static int dl_ok(hb_eth *h, const void *req, size_t len)
-{
-    t_uscalar_t prim;
-    memcpy(&prim, req, sizeof prim);
-    int rc = dl_request(h, req, len);
-    if (rc < 0)
-        return failf_prim(h, prim, "putmsg", -rc);
-    return dl_expect(h, prim, DL_OK_ACK, DL_OK_ACK_SIZE);
-}
-
-/* Like dl_ok, but a DL_ERROR_ACK leaves the stream open: 1 refused,
- * 0 done, or fail()'s -errno (h freed) for anything else. */
-static int dl_ok_or_refused(hb_eth *h, const void *req, size_t len)
-{
-    t_uscalar_t prim;
-    memcpy(&prim, req, sizeof prim);
-    int rc = dl_request(h, req, len);
-    if (rc < 0)
-        return failf_prim(h, prim, "putmsg", -rc);
-    return dl_await(h, prim, DL_OK_ACK, DL_OK_ACK_SIZE, 1);
 }
 
 /* "e1000g0" -> "e1000g", 0.  0, or -1 when the name ends in no digits. */
@@ -381,11 +380,6 @@ static int split_ppa(const char *ifname, char *drv, size_t drvcap,
     unsigned long v = strtoul(ifname + i, NULL, 10);
     *ppa = (t_uscalar_t)v;
     return 0;
-}
-
-static int is_open_denied(int err)
-{
-    return err == EACCES || err == EPERM;
 }
 
 int hb_eth_open(const char *ifname, hb_eth **out)
@@ -430,7 +424,7 @@ int hb_eth_open(const char *ifname, hb_eth **out)
         int err = errno;
         char call[sizeof path + 8];
         snprintf(call, sizeof call, "open(%s)", path);
-        if (is_open_denied(err))
+        if (err == EACCES || err == EPERM)
             err = EPERM; /* no net_rawaccess privilege */
         else if (err == ENOENT || err == ENXIO)
             err = ENOTSUP; /* an IP interface with no datalink (lo0, ipmp) */
@@ -471,12 +465,9 @@ int hb_eth_open(const char *ifname, hb_eth **out)
     dl_bind_req_t bind;
     memset(&bind, 0, sizeof bind);
     bind.dl_primitive = DL_BIND_REQ;
-    bind.dl_sap = HB_DL_BIND_SAP;
+    bind.dl_sap = HB_ETHERTYPE_ARP; /* the rest comes through promiscuous SAP */
     bind.dl_service_mode = DL_CLDLS;
-    rc = dl_request(h, &bind, sizeof bind);
-    if (rc < 0)
-        return failf_prim(h, DL_BIND_REQ, "putmsg", -rc);
-    rc = dl_expect(h, DL_BIND_REQ, DL_BIND_ACK, DL_BIND_ACK_SIZE);
+    rc = dl_call(h, &bind, sizeof bind, DL_BIND_ACK, DL_BIND_ACK_SIZE, 0);
     if (rc < 0)
         return rc;
 
@@ -499,7 +490,7 @@ int hb_eth_open(const char *ifname, hb_eth **out)
     em.req.dl_addr_length = HB_ETH_ALEN;
     em.req.dl_addr_offset = sizeof em.req;
     memcpy((uint8_t *)&em + sizeof em.req, all_nodes, HB_ETH_ALEN);
-    rc = dl_ok_or_refused(h, &em, sizeof em.req + HB_ETH_ALEN);
+    rc = dl_call(h, &em, sizeof em.req + HB_ETH_ALEN, DL_OK_ACK, DL_OK_ACK_SIZE, 1);
     if (rc < 0)
         return rc;
     if (rc == 1) {
@@ -528,12 +519,9 @@ int hb_eth_open(const char *ifname, hb_eth **out)
     memset(&pa, 0, sizeof pa);
     pa.dl_primitive = DL_PHYS_ADDR_REQ;
     pa.dl_addr_type = DL_CURR_PHYS_ADDR;
-    rc = dl_request(h, &pa, sizeof pa);
-    if (rc < 0)
-        return failf_prim(h, DL_PHYS_ADDR_REQ, "putmsg", -rc);
-    /* dl_expect leaves the control part in h->rctl; its length is checked
-     * against the offsets below */
-    rc = dl_expect(h, DL_PHYS_ADDR_REQ, DL_PHYS_ADDR_ACK, DL_PHYS_ADDR_ACK_SIZE);
+    /* the acknowledgement stays in h->rctl; the offsets below are checked
+     * against its size */
+    rc = dl_call(h, &pa, sizeof pa, DL_PHYS_ADDR_ACK, DL_PHYS_ADDR_ACK_SIZE, 0);
     if (rc < 0)
         return rc;
     const dl_phys_addr_ack_t *ack = &h->rctl.physaddr_ack;
@@ -582,7 +570,7 @@ int hb_eth_send(hb_eth *h, const uint8_t *frame, size_t len)
     u.req.dl_dest_addr_length = h->addr_len;
     u.req.dl_dest_addr_offset = sizeof u.req;
     uint8_t *a = (uint8_t *)&u + sizeof u.req;
-    uint16_t sap = (uint16_t)((frame[12] << 8) | frame[13]);
+    uint16_t sap = hb_get_be16(frame + 12);
     if (h->sap_len < 0) {
         memcpy(a, frame, HB_ETH_ALEN);
         memcpy(a + HB_ETH_ALEN, &sap, sizeof sap);
@@ -609,7 +597,7 @@ static int wanted(const uint8_t *f, size_t len)
 {
     if (len < HB_ETH_HLEN)
         return 0;
-    unsigned type = ((unsigned)f[12] << 8) | f[13];
+    unsigned type = hb_get_be16(f + 12);
     if (type == HB_ETHERTYPE_ARP)
         return 1;
     return type == HB_ETHERTYPE_IPV6 && len > 54 && f[20] == 58 && f[54] == 136;
@@ -635,49 +623,35 @@ static int dlsap_addr(const hb_eth *h, int clen, t_uscalar_t off, t_uscalar_t al
 
 int hb_eth_recv(hb_eth *h, uint8_t *buf, size_t cap, size_t *len)
 {
-    struct strbuf ctl, data;
-
     if (h == NULL || buf == NULL || len == NULL)
         return -EINVAL;
     for (;;) {
-        ctl.maxlen = (int)sizeof h->rctl;
-        ctl.len = 0;
-        ctl.buf = (char *)&h->rctl;
-        data.maxlen = HB_DL_DATA_MAX;
-        data.len = 0;
-        data.buf = (char *)h->rbuf + HB_ETH_HLEN;
-        int flags = 0;
-        int r = getmsg(h->fd, &ctl, &data, &flags);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-        }
-        if (r > 0)
-            dl_drain(h, r); /* longer than 64 KiB: cut */
-        size_t dlen = data.len > 0 ? (size_t)data.len : 0;
+        int clen = -1, dl = 0;
+        int rc = dl_getmsg(h, &clen, &dl);
+        if (rc < 0)
+            return rc;
+        size_t dlen = (size_t)dl;
         const uint8_t *f;
         size_t flen;
-        if (ctl.len <= 0) {
+        if (clen < 0) {
             /* M_DATA: a whole frame (raw mode) */
             f = h->rbuf + HB_ETH_HLEN;
             flen = dlen;
         } else {
-            if (ctl.len < (int)DL_UNITDATA_IND_SIZE || h->rctl.prim != DL_UNITDATA_IND)
+            if (clen < (int)DL_UNITDATA_IND_SIZE || h->rctl.prim != DL_UNITDATA_IND)
                 continue; /* DL_UDERROR_IND, ...: nothing to deliver */
             const dl_unitdata_ind_t *ind = &h->rctl.unitdata_ind;
             uint8_t dst[HB_ETH_ALEN], src[HB_ETH_ALEN];
             uint16_t dsap, ssap;
-            if (dlsap_addr(h, ctl.len, ind->dl_dest_addr_offset,
+            if (dlsap_addr(h, clen, ind->dl_dest_addr_offset,
                            ind->dl_dest_addr_length, dst, &dsap) < 0 ||
-                dlsap_addr(h, ctl.len, ind->dl_src_addr_offset,
+                dlsap_addr(h, clen, ind->dl_src_addr_offset,
                            ind->dl_src_addr_length, src, &ssap) < 0)
                 continue;
             /* rebuild the Ethernet header in front of the payload */
             memcpy(h->rbuf, dst, HB_ETH_ALEN);
             memcpy(h->rbuf + HB_ETH_ALEN, src, HB_ETH_ALEN);
-            h->rbuf[12] = (uint8_t)(ssap >> 8);
-            h->rbuf[13] = (uint8_t)ssap;
+            hb_put_be16(h->rbuf + 12, ssap);
             f = h->rbuf;
             flen = HB_ETH_HLEN + dlen;
         }
