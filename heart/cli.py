@@ -104,7 +104,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from heart import logsetup
 
     try:
-        return daemon.run(cfg, log=args.log, log_level=args.log_level)
+        if args.log is None and os.environ.get("HEART_LOG"):
+            target, source = os.environ["HEART_LOG"], "$HEART_LOG"
+        else:
+            target, source = args.log or "stderr", "--log"
+        return daemon.run(cfg, log=target, log_level=args.log_level, log_source=source)
     except logsetup.LogSetupError as exc:
         print(f"heart: {exc}; nothing was started", file=sys.stderr)
         return 1
@@ -328,7 +332,11 @@ def _add_config_opts(p: argparse.ArgumentParser, socket: bool = False,
                        help="where the journal is (default: cluster.state_dir)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line.  With argv, commands it does not name may be
+    left without their arguments (only `import-heartbeat`, whose module is
+    large, is: the others cost nothing to build)."""
+    full = argv is None or "import-heartbeat" in argv
     p = argparse.ArgumentParser(
         prog="heart",
         description="Heart: heartbeat, cluster membership and fast IP failover. "
@@ -388,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "<state_dir>/journal.db (`heart events`).")
     _add_config_opts(r)
     r.add_argument("--log", choices=("stderr", "syslog", "journald"),
-                   default=os.environ.get("HEART_LOG", "stderr"),
+                   default=None,
                    help="where log lines go: stderr (default, or $HEART_LOG), syslog "
                         "(/dev/log, facility daemon, tag heart) or journald (native "
                         "entries with HEART_EVENT, HEART_PEER, HEART_RESOURCE, ... fields: "
@@ -589,12 +597,15 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_dir_opt(lh)
     lb.set_defaults(func=_cmd_lab)
 
-    from heart import importhb
+    ih = sub.add_parser("import-heartbeat", help="convert a Linux-HA heartbeat v1 "
+                        "configuration (ha.cf, haresources, authkeys) into heart.toml")
+    if full:
+        # the converter is large: loaded only when this command is asked for
+        from heart import importhb
 
-    ih = sub.add_parser("import-heartbeat", help=importhb.HELP,
-                        description=importhb.DESCRIPTION)
-    importhb.add_arguments(ih)
-    ih.set_defaults(func=importhb.run)
+        ih.description = importhb.DESCRIPTION
+        importhb.add_arguments(ih)
+        ih.set_defaults(func=importhb.run)
 
     k = sub.add_parser("keygen", help="write a new random authentication key file",
                        description="Creates FILE (mode 0600, never overwrites) with one "
@@ -606,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

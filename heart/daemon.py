@@ -167,12 +167,8 @@ class Daemon:
                         e.add_link(lk.kind, bind=bind, port=port, dest=lk.group,
                                    ifname=lk.interface, ttl=lk.ttl)
                 except OSError as exc:
-                    where = f"{cfg.path}:{lk.line}: " if lk.line else ""
-                    raise StartupError(
-                        f"{where}[[link]] {lk.name!r} of node {self.me}: {exc.strerror or exc}"
-                        + ("; another program (or heart daemon) uses that port?"
-                           if exc.errno == errno.EADDRINUSE else "")
-                        + "; nothing was started") from None
+                    raise self._bind_error(lk.line, f"[[link]] {lk.name!r} of node {self.me}",
+                                           exc) from None
             for n in cfg.nodes:
                 if n.name == self.me:
                     continue
@@ -192,18 +188,18 @@ class Daemon:
         self._dirty = asyncio.Event()
         self._stop = asyncio.Event()
         self._start_metrics()       # first: a listen address in use changes nothing
-        os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
-        self.journal = journal.Journal(os.path.join(cfg.state_dir, "journal.db"))
-        generation = next_generation(os.path.join(cfg.state_dir, "generation"))
-        self.state = ClusterState([n.name for n in cfg.nodes], self.me, generation,
-                                  heart_version=__version__)
-        for n in cfg.nodes:
-            if n.name != self.me:
-                pr = PeerRuntime(n.name, n.id)
-                self.peers[n.id] = pr
-                self.by_name[n.name] = pr
-        self._load_local_settings()
         try:
+            os.makedirs(cfg.state_dir, mode=0o700, exist_ok=True)
+            self.journal = journal.Journal(os.path.join(cfg.state_dir, "journal.db"))
+            generation = next_generation(os.path.join(cfg.state_dir, "generation"))
+            self.state = ClusterState([n.name for n in cfg.nodes], self.me, generation,
+                                      heart_version=__version__)
+            for n in cfg.nodes:
+                if n.name != self.me:
+                    pr = PeerRuntime(n.name, n.id)
+                    self.peers[n.id] = pr
+                    self.by_name[n.name] = pr
+            self._load_local_settings()
             await self._start(generation)
             await self._stop.wait()
         finally:
@@ -280,36 +276,52 @@ class Daemon:
                                cluster=self.cfg.cluster_name, version=__version__,
                                backend=BACKEND, loop=self.loop)
         host, port = listen
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             exp.start(host, port)
         except OSError as exc:
-            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            raise StartupError(f"metrics.listen: cannot listen on {where}: "
-                               f"{exc.strerror or exc}; nothing was started") from None
+            raise self._bind_error(self.cfg.metrics.line,
+                                   f"metrics.listen: cannot listen on {where}", exc) from None
         self.metrics = exp
-        log.info("metrics on http://%s/metrics",
-                 f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        log.info("metrics on http://%s/metrics", where)
+
+    def _bind_error(self, line: int | None, what: str, exc: OSError) -> StartupError:
+        """A socket of this node's configuration could not be opened."""
+        at = f"{self.cfg.path}:{line}: " if line else ""
+        hint = ("; another program (or heart daemon) uses that port?"
+                if exc.errno == errno.EADDRINUSE else "")
+        return StartupError(f"{at}{what}: {exc.strerror or exc}{hint}; nothing was started")
+
+    def _peer_stats(self, node_id: int) -> dict | None:
+        """The engine's view of one peer: its state, per link up / received /
+        lost, and seconds since it was last heard (None: never); None when
+        the engine cannot say (not running, unknown peer)."""
+        if self.engine is None or not self.engine.running:
+            return None
+        try:
+            ps = self.engine.peer(node_id)
+        except (KeyError, OSError):
+            return None
+        last = ps["last_arrival_ns"]
+        return {"state": ps["state"],
+                "links": [{"link": name, "up": ls["up"], "received": ls["received"],
+                           "lost": ls["lost"]}
+                          for name, ls in zip(self.link_names, ps["links"])],
+                "last_heard_s": max(0, time.monotonic_ns() - last) / 1e9 if last else None}
 
     def _metrics_snapshot(self) -> dict:
         """What heart.metrics.Exporter reads at scrape time (on this loop)."""
         snap: dict[str, Any] = {}
         if self.state is not None:
             peers = []
-            now = time.monotonic_ns()
             for pr in self.peers.values():
                 p: dict[str, Any] = {"peer": pr.name, "up": pr.name in self.state.up,
                                      "links": []}
-                if self.engine is not None and self.engine.running:
-                    try:
-                        ps = self.engine.peer(pr.id)
-                    except (KeyError, OSError):
-                        ps = None
-                    if ps is not None:
-                        if ps["last_arrival_ns"]:
-                            p["last_heard_s"] = max(0, now - ps["last_arrival_ns"]) / 1e9
-                        p["links"] = [{"link": name, "up": ls["up"],
-                                       "received": ls["received"], "lost": ls["lost"]}
-                                      for name, ls in zip(self.link_names, ps["links"])]
+                ps = self._peer_stats(pr.id)
+                if ps is not None:
+                    p["links"] = ps["links"]
+                    if ps["last_heard_s"] is not None:
+                        p["last_heard_s"] = ps["last_heard_s"]
                 peers.append(p)
             snap["peers"] = peers
             q = self.quorum or self._compute_quorum()
@@ -557,6 +569,8 @@ class Daemon:
                 if not up:
                     rec = self.state.records.get(pr.name)
                     pr.needs_fence |= set(rec.held) if rec else set()
+                    if self.metrics is not None:
+                        self.metrics.peer_down(pr.name, "resync")
                 self.state.set_up(pr.name, up)
             if up:
                 self._ask_record(pr)
@@ -1278,18 +1292,16 @@ class Daemon:
                 entry["state"] = "self"
                 entry["links"] = {lk.name: "local" for lk in cfg.links}
             else:
-                try:
-                    ps = self.engine.peer(n.id)
-                    entry["state"] = ps["state"]
-                    entry["links"] = {name: ("up" if ls["up"] else "down")
-                                      for name, ls in zip(self.link_names, ps["links"])}
-                    entry["lost"] = {name: ls["lost"]
-                                     for name, ls in zip(self.link_names, ps["links"])}
-                    entry["last_heard_ms"] = (round((time.monotonic_ns()
-                                                     - ps["last_arrival_ns"]) / 1e6, 1)
-                                              if ps["last_arrival_ns"] else None)
-                except OSError:
+                ps = self._peer_stats(n.id)
+                if ps is None:
                     entry["state"] = "unknown"
+                else:
+                    entry["state"] = ps["state"]
+                    entry["links"] = {lk["link"]: "up" if lk["up"] else "down"
+                                      for lk in ps["links"]}
+                    entry["lost"] = {lk["link"]: lk["lost"] for lk in ps["links"]}
+                    entry["last_heard_ms"] = (None if ps["last_heard_s"] is None
+                                              else round(ps["last_heard_s"] * 1e3, 1))
             if rec is not None:
                 entry.update(rec.public())
             nodes.append(entry)
@@ -1587,9 +1599,10 @@ def _result_evidence(r: dispatch.ActionResult | None) -> dict:
             "timed_out": r.timed_out}
 
 
-def run(cfg: hconfig.Config, log: str = "stderr", log_level: str = "info") -> int:
+def run(cfg: hconfig.Config, log: str = "stderr", log_level: str = "info",
+        log_source: str = "--log") -> int:
     """Run the node until stopped.  ``log``: stderr, syslog or journald
     (heart.logsetup; logsetup.LogSetupError, before anything starts, when the
-    target cannot be used)."""
-    logsetup.configure(log, log_level, node=cfg.node_name)
+    target cannot be used; ``log_source`` says where it was chosen)."""
+    logsetup.configure(log, log_level, node=cfg.node_name, source=log_source)
     return asyncio.run(Daemon(cfg).run())

@@ -64,6 +64,12 @@ class JournalError(Exception):
     """A journal that cannot be opened or used; the message names the file."""
 
 
+def evidence_json(evidence: Any, **kw: Any) -> str:
+    """Evidence as JSON, as the journal stores it (the log targets use it
+    too, so both show the same)."""
+    return json.dumps(evidence, default=_jsonable, **kw)
+
+
 def _jsonable(value: Any) -> Any:
     """json.dumps fallback: evidence is whatever the daemon had at hand
     (sets of units, tuples, dataclasses); store it rather than lose it."""
@@ -173,7 +179,7 @@ class Journal:
         t = _time.time() if time is None else float(time)
         if not math.isfinite(t):
             raise ValueError(f"journal event time {time!r}: expected finite unix seconds")
-        blob = None if evidence is None else json.dumps(evidence, default=_jsonable)
+        blob = None if evidence is None else evidence_json(evidence)
         cur = self._db.execute(
             "INSERT INTO events (time, kind, node, resource, summary, evidence) "
             "VALUES (?, ?, ?, ?, ?, ?)", (t, kind, node, resource, str(summary), blob))

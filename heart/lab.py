@@ -44,7 +44,6 @@ VIP4 = "192.0.2.100"
 VIP6 = "2001:db8::100"
 CLIENT_HOST = 200            # 192.0.2.200, 2001:db8::c8
 PORT = 6694
-METRICS_PORT = 9721          # [metrics] listen on 127.0.0.1 in each node namespace
 CLUSTER_ID = 94
 LINK_KINDS = ("unicast", "broadcast")
 RING_DEV = "eth1"            # the second link's interface (--links 2)
@@ -313,7 +312,7 @@ def write_config(paths: Paths, st: dict, interval_us: int, deadtime_us: int,
         "wait_for_all = true",
         "",
         "[metrics]",       # each node is its own namespace: one port for all
-        f'listen = "127.0.0.1:{METRICS_PORT}"',
+        'listen = "127.0.0.1"      # the default port, in each node\'s namespace',
         "",
         "[[link]]",
         'name = "lan"',

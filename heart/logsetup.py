@@ -22,7 +22,6 @@ at start-up that names it, before the daemon changes anything.
 """
 from __future__ import annotations
 
-import json
 import logging
 import logging.handlers
 import os
@@ -30,6 +29,8 @@ import socket
 import struct
 import time
 from typing import Any
+
+from heart.journal import evidence_json
 
 __all__ = ["JOURNAL_SOCKET", "LEVELS", "SYSLOG_SOCKET", "TARGETS", "LogSetupError",
            "configure", "event_extra", "format_line"]
@@ -74,8 +75,8 @@ def format_line(record: logging.LogRecord) -> str:
         if ev.get(key) is not None:
             parts.append(f"{key}={ev[key]}")
     if ev.get("evidence"):
-        parts.append("evidence=" + json.dumps(ev["evidence"], sort_keys=True, default=str,
-                                              separators=(",", ":")))
+        parts.append("evidence=" + evidence_json(ev["evidence"], sort_keys=True,
+                                                 separators=(",", ":")))
     return " ".join(parts)
 
 
@@ -117,7 +118,7 @@ _JOURNAL_EVIDENCE_MAX = 64 * 1024
 class JournaldHandler(logging.Handler):
     """Native journal entries over systemd-journald's datagram socket."""
 
-    def __init__(self, node: str, path: str = JOURNAL_SOCKET) -> None:
+    def __init__(self, node: str, path: str = JOURNAL_SOCKET, source: str = "--log") -> None:
         super().__init__()
         self.node = node
         self.path = path
@@ -127,13 +128,19 @@ class JournaldHandler(logging.Handler):
         except OSError as exc:
             self.sock.close()
             raise LogSetupError(
-                f"--log journald: cannot reach the journal at {path}: {exc.strerror or exc}"
+                f"{source} journald: cannot reach the journal at {path}: {exc.strerror or exc}"
                 f" (is systemd-journald running? use --log stderr or syslog)") from exc
 
     def entry(self, record: logging.LogRecord) -> bytes:
+        ev = getattr(record, "heart_event", None)
+        if ev:
+            message = f"{ev['kind']}: {ev['summary']}"   # the fields carry the rest
+        else:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
         fields = [
-            ("MESSAGE", record.getMessage() if not getattr(record, "heart_event", None)
-             else format_line(record).split(" ", 1)[1]),
+            ("MESSAGE", message),
             ("PRIORITY", _PRIORITY.get(record.levelno, 6)),
             ("SYSLOG_IDENTIFIER", "heart"),
             ("SYSLOG_PID", os.getpid()),
@@ -143,7 +150,6 @@ class JournaldHandler(logging.Handler):
             ("CODE_FUNC", record.funcName),
             ("LOGGER", record.name),
         ]
-        ev = getattr(record, "heart_event", None)
         if ev:
             fields.append(("HEART_EVENT", ev["kind"]))
             if ev.get("id") is not None:
@@ -153,7 +159,7 @@ class JournaldHandler(logging.Handler):
             if ev.get("resource") is not None:
                 fields.append(("HEART_RESOURCE", ev["resource"]))
             if ev.get("evidence"):
-                blob = json.dumps(ev["evidence"], sort_keys=True, default=str)
+                blob = evidence_json(ev["evidence"], sort_keys=True)
                 if len(blob) > _JOURNAL_EVIDENCE_MAX:
                     blob = blob[:_JOURNAL_EVIDENCE_MAX] + "...(cut)"
                 fields.append(("HEART_EVIDENCE", blob))
@@ -172,11 +178,13 @@ class JournaldHandler(logging.Handler):
 
 def configure(target: str = "stderr", level: str = "info", *, node: str,
               stream: Any = None, syslog_path: str = SYSLOG_SOCKET,
-              journal_path: str = JOURNAL_SOCKET) -> logging.Handler:
-    """Send the ``heart`` loggers to target at level (replacing what an earlier
-    call installed).  LogSetupError names an unusable target."""
+              journal_path: str = JOURNAL_SOCKET, source: str = "--log") -> logging.Handler:
+    """Send the process's log to target (replacing what an earlier call
+    installed): the ``heart`` loggers at ``level``, everything else (asyncio,
+    libraries) at warning and above.  LogSetupError names an unusable target
+    and where it was chosen (``source``: "--log" or "$HEART_LOG")."""
     if target not in TARGETS:
-        raise LogSetupError(f"--log {target!r}: expected one of {', '.join(TARGETS)}")
+        raise LogSetupError(f"{source} {target!r}: expected one of {', '.join(TARGETS)}")
     if level not in LEVELS:
         raise LogSetupError(f"--log-level {level!r}: expected one of {', '.join(LEVELS)}")
     handler: logging.Handler
@@ -184,25 +192,28 @@ def configure(target: str = "stderr", level: str = "info", *, node: str,
         handler = logging.StreamHandler(stream)
         handler.setFormatter(_StderrFormatter(node))
     elif target == "syslog":
+        def unusable(why: str) -> LogSetupError:
+            return LogSetupError(f"{source} syslog: cannot reach {syslog_path}: {why} (is a "
+                                 f"syslog daemon running? use --log stderr or journald)")
+        # SysLogHandler does not fail on a missing socket (it retries at
+        # each record): check here, before anything starts
         if not os.path.exists(syslog_path):
-            raise LogSetupError(f"--log syslog: {syslog_path} does not exist (is a syslog "
-                                f"daemon running? use --log stderr or journald)")
+            raise unusable("it does not exist")
         try:
             handler = logging.handlers.SysLogHandler(
                 address=syslog_path, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
         except OSError as exc:
-            raise LogSetupError(f"--log syslog: cannot reach {syslog_path}: "
-                                f"{exc.strerror or exc}") from exc
+            raise unusable(exc.strerror or str(exc)) from exc
         handler.setFormatter(_SyslogFormatter(node))
     else:
-        handler = JournaldHandler(node, journal_path)
-    root = logging.getLogger("heart")
+        handler = JournaldHandler(node, journal_path, source)
+    root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_heart_logsetup", False):
             root.removeHandler(old)
             old.close()
     handler._heart_logsetup = True  # type: ignore[attr-defined]
     root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper()))
-    root.propagate = False
+    root.setLevel(logging.WARNING)
+    logging.getLogger("heart").setLevel(getattr(logging, level.upper()))
     return handler
