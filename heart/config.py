@@ -56,6 +56,7 @@ __all__ = [
     "generate_key_file",
     "load",
     "parse_duration",
+    "write_key_file",
 ]
 
 HANDLER_EVENTS = ("node_up", "node_late", "node_down", "resource_acquire",
@@ -365,28 +366,55 @@ def generate_key_file(path: str, key_id: int = 1) -> None:
         "# Copy it to every node (same content, mode 0600, owned by root).\n"
         f"{key_id} {key.hex()}\n"
     )
+    write_key_file(path, text)
+
+
+def write_key_file(path: str, text: str, overwrite: bool = False) -> None:
+    """Write text to path as a key file: mode 0600 (whatever the umask),
+    fsynced before it counts as written.
+
+    Without overwrite, an existing path (a file, a directory or a symlink,
+    even a dangling one) is refused with FileExistsError and left alone; if
+    writing fails, the new file is removed.  With overwrite, the text goes to a
+    new file next to path that is then renamed over it: a symlink at path is
+    replaced, never followed, and if anything fails the old file is left as it
+    was and the temporary file is removed."""
     path = os.fspath(path)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                     0o600)
-    except FileExistsError:
-        raise FileExistsError(errno.EEXIST, "refusing to overwrite an existing key file "
-                              "(remove it first if you really mean to replace the key)",
-                              path) from None
-    try:
-        os.fchmod(fd, 0o600)  # the umask can only remove bits, but be explicit
-        data = text.encode()
-        while data:
-            data = data[os.write(fd, data):]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
+    data = text.encode()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    if not overwrite:
+        target = path
         try:
-            os.unlink(path)
+            fd = os.open(target, flags, 0o600)   # O_EXCL: never follows a symlink
+        except FileExistsError:
+            raise FileExistsError(errno.EEXIST, "refusing to overwrite an existing key file "
+                                  "(remove it first if you really mean to replace the key)",
+                                  path) from None
+    else:
+        head, tail = os.path.split(path)
+        while True:
+            target = os.path.join(head, f".{tail}.{os.urandom(6).hex()}.tmp")
+            try:
+                fd = os.open(target, flags, 0o600)
+                break
+            except FileExistsError:  # pragma: no cover - 48 random bits collided
+                continue
+    try:
+        try:
+            os.fchmod(fd, 0o600)  # the umask can only remove bits, but be explicit
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(target, path)  # replaces a symlink itself, not what it points to
+    except BaseException:
+        try:
+            os.unlink(target)
         except OSError:
             pass
         raise
-    os.close(fd)
 
 
 # ---------------------------------------------------------------------------
@@ -1542,7 +1570,7 @@ class _Checker:
                 self.error(p + ("listen",), f"{_q(v)} {exc}")
             else:
                 listen = (host, port if port is not None else DEFAULT_METRICS_PORT)
-        return MetricsConfig(listen=listen, line=self.loc.exact(p))
+        return MetricsConfig(listen=listen, line=self.loc.exact(p + ("listen",)))
 
     def node_list(self, t: dict, p: Path, key: str, nodes: list[NodeConfig]) -> list[str] | None:
         """A preference list of node names; None when absent or invalid."""

@@ -18,9 +18,7 @@ See docs/migration.md for the mapping.
 from __future__ import annotations
 
 import argparse
-import difflib
 import ipaddress
-import json
 import os
 import re
 import sys
@@ -28,7 +26,6 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "DESCRIPTION",
-    "HELP",
     "Conversion",
     "HeartbeatImportError",
     "ReportItem",
@@ -37,7 +34,6 @@ __all__ = [
     "run",
 ]
 
-HELP = "convert a Linux-HA heartbeat v1 configuration (ha.cf, haresources, authkeys)"
 DESCRIPTION = (
     "Reads ha.cf, haresources and authkeys from DIR (e.g. /etc/ha.d) and writes an "
     "equivalent Heart configuration, OUTDIR/heart.toml, and a new key file, "
@@ -47,7 +43,7 @@ DESCRIPTION = (
     "nothing.  Exit status: 0 everything converted; 3 written, but some directives "
     "were not converted or the result does not pass check-config on this machine "
     "(read the report); 1 nothing written (unreadable or malformed input, existing "
-    "output without --force).  See docs/migration.md.")
+    "output without --force, or writing failed).  See docs/migration.md.")
 
 NOT_CONVERTED = "not converted"
 CHANGED = "changed"
@@ -60,8 +56,22 @@ CONFIG_NAME = "heart.toml"
 KDF_SALT = b"heart import-heartbeat authkeys"
 KDF_ITERATIONS = 200_000
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_TIME_RE = re.compile(r"^([0-9]*\.?[0-9]+)(s|sec|ms|msec|us|usec)?$", re.IGNORECASE)
+# heartbeat's defaults for absent timing directives, from init_config() in
+# heartbeat's heartbeat/config.c (3.0): keepalive "1000ms" and deadtime
+# "30000ms" (its Directives table and config->heartbeat_ms / deadtime_ms);
+# warntime = deadtime / 2; initdead = deadtime if deadtime > 10 s, else 12 s
+# if deadtime < 6 s, else 2 x deadtime (_heartbeat_initdead).  Some guides
+# quote "keepalive 2": that is the sample ha.cf's value, not the default.
+HB_KEEPALIVE_US = 1_000_000
+HB_DEADTIME_US = 30_000_000
+
+# heartbeat's time syntax (get_msec() in heartbeat/config.c): a number, a plain
+# one meaning seconds, or with ms/msec or us/usec.  "s"/"sec" is accepted too.
+_TIME_RE = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(s|sec|ms|msec|us|usec)?$",
+                      re.IGNORECASE)
+_TIME_UNITS = {"": "s", "s": "s", "sec": "s", "ms": "ms", "msec": "ms", "us": "us",
+               "usec": "us"}
+_MAX_PREFIX = 128     # the longest prefix of any family (IPv6)
 
 
 # ---------------------------------------------------------------------------
@@ -157,36 +167,33 @@ def _logical_lines(text: str, *, continuation: bool, comments_anywhere: bool) ->
 
 
 def _parse_time(file: str, ln: _Line, value: str) -> int:
-    """Heartbeat time syntax -> whole milliseconds (a plain number is seconds)."""
+    """Heartbeat time syntax -> microseconds, exactly (heartbeat rounded to whole
+    milliseconds; Heart keeps microseconds, so 1500us stays 1500us)."""
+    from heart import config
+
     m = _TIME_RE.match(value)
     if not m:
         raise HeartbeatImportError(file, ln.no, f"{ln.words[0]}: {value!r} is not a heartbeat "
                                                 f"time (a number of seconds, or with ms or us, "
                                                 f"e.g. 2, 1.5, 500ms)")
-    num = float(m.group(1))
-    unit = (m.group(2) or "s").lower()
-    scale = {"s": 1000.0, "sec": 1000.0, "ms": 1.0, "msec": 1.0, "us": 0.001,
-             "usec": 0.001}[unit]
-    return int(num * scale)
+    return config.parse_duration(m.group(1) + _TIME_UNITS[(m.group(2) or "").lower()])
 
 
-def _fmt_ms(ms: int) -> str:
-    if ms % 1000 == 0:
-        return f"{ms // 1000}s"
-    return f"{ms}ms"
+def _valid_name(s: str) -> bool:
+    """Whether s is a valid Heart name (config's rule)."""
+    from heart import config
 
-
-def _q(s: str) -> str:
-    """A TOML basic string (JSON's escapes are valid TOML)."""
-    return json.dumps(s, ensure_ascii=False)
+    return len(s) <= config.MAX_NAME and bool(config._NAME_RE.match(s))
 
 
 def _name(text: str) -> str:
     """A Heart name made from arbitrary text."""
+    from heart import config
+
     s = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-._")
-    s = s[:64] or "x"
+    s = s[:config.MAX_NAME] or "x"
     if not s[0].isalnum():
-        s = "x" + s[:63]
+        s = "x" + s[:config.MAX_NAME - 1]
     return s
 
 
@@ -262,7 +269,7 @@ class _Link:
 class _HaCf:
     nodes: list[tuple[str, int]] = field(default_factory=list)       # (name, line)
     links: list[_Link] = field(default_factory=list)
-    timing: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (ms, line)
+    timing: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (us, line)
     auto_failback: tuple[bool, int] | None = None
     ping: list[tuple[str, int]] = field(default_factory=list)
     realtime: tuple[bool, int] | None = None
@@ -291,6 +298,8 @@ def _onoff(file: str, ln: _Line, value: str) -> bool:
 
 
 def _parse_hacf(text: str, report: list[ReportItem]) -> _HaCf:
+    from heart import config
+
     F = "ha.cf"
     cf = _HaCf()
     port = DEFAULT_PORT
@@ -310,10 +319,9 @@ def _parse_hacf(text: str, report: list[ReportItem]) -> _HaCf:
     for ln in _logical_lines(text, continuation=False, comments_anywhere=True):
         d, args = ln.words[0].lower(), ln.words[1:]
         if d not in _KNOWN:
-            close = difflib.get_close_matches(d, sorted(_KNOWN), n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
             report.append(ReportItem(F, ln.no, ln.words[0], NOT_CONVERTED,
-                                     f"unknown directive (heartbeat would refuse it too){hint}"))
+                                     f"unknown directive (heartbeat would refuse it too)"
+                                     f"{config._did_you_mean(d, sorted(_KNOWN))}"))
             continue
         if d in _NO_EQUIVALENT:
             report.append(ReportItem(F, ln.no, d, NOT_CONVERTED, _NO_EQUIVALENT[d]))
@@ -324,10 +332,10 @@ def _parse_hacf(text: str, report: list[ReportItem]) -> _HaCf:
             for n in args:
                 if any(n.lower() == m.lower() for m, _ in cf.nodes):
                     raise HeartbeatImportError(F, ln.no, f"node: {n} is listed twice")
-                if not _NAME_RE.match(n):
+                if not _valid_name(n):
                     raise HeartbeatImportError(F, ln.no, f"node: {n!r} cannot be a Heart "
                                                          f"node name (letters, digits, _ - ., "
-                                                         f"at most 64)")
+                                                         f"at most {config.MAX_NAME})")
                 cf.nodes.append((n, ln.no))
         elif d == "udpport":
             port = _int(F, ln, args[0], 1, 65535, "port")
@@ -413,7 +421,7 @@ def _parse_hacf(text: str, report: list[ReportItem]) -> _HaCf:
                                          f"(cib.xml), which this converter does not read; "
                                          f"haresources was converted anyway"))
         elif d == "cluster":
-            if not _NAME_RE.match(args[0]):
+            if not _valid_name(args[0]):
                 raise HeartbeatImportError(F, ln.no, f"cluster: {args[0]!r} cannot be a Heart "
                                                      f"cluster name")
             cf.cluster = (args[0], ln.no)
@@ -446,6 +454,8 @@ class _Res:
 def _ip_resource(token: str, script: str, arg: str, ln: _Line, interface: str | None,
                  prefix: int | None, report: list[ReportItem]) -> tuple[str, list[str]] | None:
     """ip[/prefix[/interface[/broadcast]]] -> (name, TOML lines) or None (reported)."""
+    from heart import config
+
     F = "haresources"
     parts = arg.split("/")
     addr_s = parts[0]
@@ -481,7 +491,14 @@ def _ip_resource(token: str, script: str, arg: str, ln: _Line, interface: str | 
         ifname = ifname.split(":")[0]
     missing = []
     if pfx is None:
-        if prefix is not None and 1 <= prefix <= addr.max_prefixlen:
+        if prefix is not None and prefix > addr.max_prefixlen:
+            report.append(ReportItem(F, ln.no, token, NOT_CONVERTED,
+                                     f"no prefix given, and --prefix {prefix} does not fit an "
+                                     f"IPv{addr.version} address (at most "
+                                     f"/{addr.max_prefixlen}); give the prefix in haresources "
+                                     f"or add an ipaddr resource by hand (docs/ipaddr.md)"))
+            return None
+        if prefix is not None:
             pfx = prefix
             report.append(ReportItem(F, ln.no, token, CHANGED,
                                      f"no prefix given (heartbeat took it from the routing "
@@ -518,21 +535,21 @@ def _ip_resource(token: str, script: str, arg: str, ln: _Line, interface: str | 
             raise HeartbeatImportError(F, ln.no, f"{token}: {bcast!r} is not a broadcast "
                                                  f"address") from None
     name = _name(f"ip-{addr}".replace(":", "-"))
-    body = ['type = "ipaddr"',
-            f"params = {{ address = {_q(f'{addr}/{pfx}')}, interface = {_q(ifname)} }}"]
+    params = f"address = {config._q(f'{addr}/{pfx}')}, interface = {config._q(ifname)}"
+    body = ['type = "ipaddr"', f"params = {{ {params} }}"]
     return name, body
 
 
 def _parse_haresources(text: str, nodes: list[str], auto_failback: bool | None,
                        script_dirs: tuple[str, ...], interface: str | None, prefix: int | None,
-                       ocf_root: str | None,
-                       report: list[ReportItem]) -> tuple[list[str], int]:
-    """-> (TOML lines for [[resource]] and [[group]], number of resources)."""
+                       ocf_root: str | None, report: list[ReportItem]) -> list[str]:
+    """-> TOML lines for [[resource]] and [[group]]."""
+    from heart import config
+
     F = "haresources"
     lower = {n.lower(): n for n in nodes}
     used: set[str] = set()
     out: list[str] = []
-    count = 0
 
     def unique(base: str) -> str:
         name, k = base, 2
@@ -579,7 +596,7 @@ def _parse_haresources(text: str, nodes: list[str], auto_failback: bool | None,
                     raise HeartbeatImportError(F, ln.no, f"{token}: expected {script}::"
                                                          f"{'::'.join(p.upper() for p in pnames)}"
                                                          f" (at most {len(pnames)} arguments)")
-                params = ", ".join(f"{p} = {_q(v)}" for p, v in zip(pnames, args) if v)
+                params = ", ".join(f"{p} = {config._q(v)}" for p, v in zip(pnames, args) if v)
                 if script == "Filesystem":
                     base = "fs-" + (args[1].strip("/") if len(args) > 1 else args[0])
                 else:
@@ -587,12 +604,13 @@ def _parse_haresources(text: str, nodes: list[str], auto_failback: bool | None,
                 name = _name(base)
                 body = ['type = "ocf"', f'agent = "heartbeat:{agent}"']
                 if ocf_root:
-                    body.append(f"ocf_root = {_q(ocf_root)}")
+                    body.append(f"ocf_root = {config._q(ocf_root)}")
                 body.append(f"params = {{ {params} }}")
                 report.append(ReportItem(F, ln.no, token, CHECK,
                                          f"became the OCF agent heartbeat:{agent} (package "
                                          f"resource-agents) with {params}; check-config needs "
-                                         f"it installed under {ocf_root or '/usr/lib/ocf'} on "
+                                         f"it installed under "
+                                         f"{ocf_root or config.DEFAULT_OCF_ROOT} on "
                                          f"each node"))
             elif args:
                 report.append(ReportItem(F, ln.no, token, NOT_CONVERTED,
@@ -603,7 +621,7 @@ def _parse_haresources(text: str, nodes: list[str], auto_failback: bool | None,
                                          f"an OCF agent: add it by hand"))
                 continue
             else:
-                if not _NAME_RE.match(script) or "/" in script:
+                if not _valid_name(script):
                     raise HeartbeatImportError(F, ln.no, f"{token!r} is not a resource name")
                 path = None
                 for d in script_dirs:
@@ -624,7 +642,7 @@ def _parse_haresources(text: str, nodes: list[str], auto_failback: bool | None,
                                              f"not the words running/OK that heartbeat looked "
                                              f"for; check the script"))
                 name = _name(script)
-                body = ['type = "script"', f"script = {_q(path)}"]
+                body = ['type = "script"', f"script = {config._q(path)}"]
             name = unique(name)
             members.append(_Res(name, ln.no, token, body))
         if not members:
@@ -635,30 +653,35 @@ def _parse_haresources(text: str, nodes: list[str], auto_failback: bool | None,
         for r in members:
             out.append(f"# haresources:{r.line}: {r.source}")
             out.append("[[resource]]")
-            out.append(f"name = {_q(r.name)}")
+            out.append(f"name = {config._q(r.name)}")
             out.extend(r.body)
             out.append("")
-            count += 1
         gname = unique(_name(f"{members[0].name[:58]}-group"))
         order = [pref] + [n for n in nodes if n != pref]
         out.append(f"# haresources:{ln.no}: the group on preferred node {pref}")
         out.append("[[group]]")
-        out.append(f"name = {_q(gname)}")
-        out.append(f"resources = [{', '.join(_q(r.name) for r in members)}]")
-        out.append(f"nodes = [{', '.join(_q(n) for n in order)}]")
+        out.append(f"name = {config._q(gname)}")
+        out.append(f"resources = [{', '.join(config._q(r.name) for r in members)}]")
+        out.append(f"nodes = [{', '.join(config._q(n) for n in order)}]")
         if auto_failback is not None:
             out.append(f"auto_failback = {'true' if auto_failback else 'false'}")
         out.append("")
-    return out, count
+    return out
 
 
 # ---------------------------------------------------------------------------
 # authkeys
 # ---------------------------------------------------------------------------
 
-def _parse_authkeys(text: str) -> tuple[int, int, dict[int, tuple[str, str | None, int]]]:
-    """-> (active id, line of auth, {id: (method, secret, line)})."""
+_AuthKeys = tuple[int, int, dict[int, tuple[str, str | None, int]]]
+
+
+def _parse_authkeys(text: str) -> _AuthKeys:
+    """-> (active id, line of auth, {id: (method, secret or None for crc, line)})."""
+    from heart import config
+
     F = "authkeys"
+    top = config.MAX_KEY_ID   # key ids travel as one byte, in heartbeat as in Heart
     active: tuple[int, int] | None = None
     keys: dict[int, tuple[str, str | None, int]] = {}
     for ln in _logical_lines(text, continuation=False, comments_anywhere=False):
@@ -667,12 +690,12 @@ def _parse_authkeys(text: str) -> tuple[int, int, dict[int, tuple[str, str | Non
             if active is not None:
                 raise HeartbeatImportError(F, ln.no, f"a second auth line (the first is on "
                                                      f"line {active[1]})")
-            if len(w) != 2 or not w[1].isdigit() or not 1 <= int(w[1]) <= 255:
-                raise HeartbeatImportError(F, ln.no, "expected \"auth N\", N the id of the key "
-                                                     "used to send (1 to 255)")
+            if len(w) != 2 or not w[1].isdigit() or not 1 <= int(w[1]) <= top:
+                raise HeartbeatImportError(F, ln.no, f"expected \"auth N\", N the id of the key "
+                                                     f"used to send (1 to {top})")
             active = (int(w[1]), ln.no)
             continue
-        if not w[0].isdigit() or not 1 <= int(w[0]) <= 255:
+        if not w[0].isdigit() or not 1 <= int(w[0]) <= top:
             raise HeartbeatImportError(F, ln.no, f"expected \"auth N\" or \"N METHOD SECRET\", "
                                                  f"got {w[0]!r}")
         kid = int(w[0])
@@ -704,19 +727,30 @@ def _parse_authkeys(text: str) -> tuple[int, int, dict[int, tuple[str, str | Non
     return active[0], active[1], keys
 
 
-def _key_file(authkeys: str | None, derive: bool, key_file: str,
-              report: list[ReportItem]) -> tuple[str, int | None]:
-    """-> (key file text, send_key or None for the file's first key)."""
+def _key_text(keys: list[tuple[int, bytes]]) -> str:
+    """A Heart key file, in the format `heart keygen` writes."""
+    return ("# Heart authentication key file: \"<key id> <64 hex digits>\" per line.\n"
+            "# Written by heart import-heartbeat.  Copy it to every node (same content,\n"
+            "# mode 0600, owned by root).\n"
+            + "".join(f"{kid} {key.hex()}\n" for kid, key in keys))
+
+
+def _key_file(authkeys: _AuthKeys | None, send_key: int, derive: bool, key_file: str,
+              report: list[ReportItem]) -> str:
+    """-> the key file text; send_key (the active key) is in it."""
+    from heart import _core, config
+
     F = "authkeys"
-    header = ("# Heart authentication key file: \"<key id> <64 hex digits>\" per line.\n"
-              "# Written by heart import-heartbeat.  Copy it to every node (same content,\n"
-              "# mode 0600, owned by root).\n")
+
+    def random_key() -> str:
+        return _key_text([(send_key, os.urandom(_core.KEY_LEN))])
+
     if authkeys is None:
         report.append(ReportItem(F, None, F, CHANGED,
-                                 f"there is no authkeys; a new random key was written to "
-                                 f"{key_file}: copy it to every node"))
-        return header + f"1 {os.urandom(32).hex()}\n", None
-    active, aline, keys = _parse_authkeys(authkeys)
+                                 f"there is no authkeys; a new random key {send_key} was "
+                                 f"written to {key_file}: copy it to every node"))
+        return random_key()
+    active, aline, keys = authkeys
     method = keys[active][0]
     if method == "crc":
         report.append(ReportItem(F, aline, f"auth {active}", CHANGED,
@@ -729,7 +763,7 @@ def _key_file(authkeys: str | None, derive: bool, key_file: str,
                 report.append(ReportItem(F, kl, f"{kid} {m}", CHANGED,
                                          "not carried over (Heart sends and accepts the new key "
                                          "only)"))
-        return header + f"{active} {os.urandom(32).hex()}\n", None
+        return random_key()
     if not derive:
         report.append(ReportItem(F, aline, f"auth {active}", CHANGED,
                                  f"heartbeat's {method} secret is not reused: a new random "
@@ -740,42 +774,66 @@ def _key_file(authkeys: str | None, derive: bool, key_file: str,
             if kid != active:
                 report.append(ReportItem(F, kl, f"{kid} {m}", CHANGED,
                                          "not carried over (only the active key is replaced)"))
-        return header + f"{active} {os.urandom(32).hex()}\n", None
-    lines = []
-    for kid, (m, secret, kl) in sorted(keys.items()):
-        if m == "crc":
+        return random_key()
+    import hashlib  # here: `heart --help` must not need to import more than it uses
+
+    derived: list[tuple[int, bytes]] = []
+    # the active key first (it always fits), then the others in id order
+    for kid in [active] + sorted(k for k in keys if k != active):
+        m, secret, kl = keys[kid]
+        if secret is None:
             report.append(ReportItem(F, kl, f"{kid} crc", NOT_CONVERTED,
                                      "crc has no secret to derive a key from"))
             continue
-        if len(lines) >= 8 and kid != active:
+        if len(derived) >= config.MAX_KEYS:
             report.append(ReportItem(F, kl, f"{kid} {m}", NOT_CONVERTED,
-                                     "Heart holds at most 8 keys"))
+                                     f"left out: Heart holds at most {config.MAX_KEYS} keys "
+                                     f"(the active key {active} and the {config.MAX_KEYS - 1} "
+                                     f"lowest other ids were kept)"))
             continue
-        import hashlib  # here: `heart --help` must not need compiled modules
-
-        key = hashlib.pbkdf2_hmac("sha256", secret.encode(), KDF_SALT, KDF_ITERATIONS, 32)
-        lines.append((kid, key.hex()))
-        if secret is not None and len(secret) < 16:
+        derived.append((kid, hashlib.pbkdf2_hmac("sha256", secret.encode(), KDF_SALT,
+                                                 KDF_ITERATIONS, _core.KEY_LEN)))
+        if len(secret) < 16:
             report.append(ReportItem(F, kl, f"{kid} {m}", CHECK,
                                      f"the secret has only {len(secret)} characters; the "
                                      f"derived key is no stronger than the secret"))
-    lines.sort(key=lambda kv: kv[0] != active)   # the active key first: Heart sends with it
     report.append(ReportItem(F, aline, f"auth {active}", CHANGED,
                              f"keys derived from the secrets with PBKDF2-HMAC-SHA256 "
                              f"({KDF_ITERATIONS} rounds): the same authkeys gives the same key "
-                             f"file on every node; key {active} sends"))
-    return header + "".join(f"{k} {h}\n" for k, h in lines), None
+                             f"file on every node; key {active} sends ([auth] send_key)"))
+    return _key_text(derived)
 
 
 # ---------------------------------------------------------------------------
 # The conversion
 # ---------------------------------------------------------------------------
 
-def _parse_node_addresses(pairs: dict[str, list[str]] | None) -> dict[str, set[str]]:
+def _parse_node_addresses(pairs: dict[str, list[str]] | None,
+                          nodes: list[str]) -> dict[str, set[str]]:
+    """--node-address: {node name in lower case: addresses}.  A node ha.cf does
+    not list, or an address that is not one, is an error."""
+    lower = {n.lower() for n in nodes}
     out: dict[str, set[str]] = {}
     for node, addrs in (pairs or {}).items():
-        out[node.lower()] = {str(ipaddress.ip_address(a)) for a in addrs}
+        if node.lower() not in lower:
+            raise HeartbeatImportError("--node-address", None,
+                                       f"node {node!r} is not one of the nodes in ha.cf "
+                                       f"({', '.join(nodes)})")
+        try:
+            out.setdefault(node.lower(), set()).update(str(ipaddress.ip_address(a))
+                                                       for a in addrs)
+        except ValueError as exc:
+            raise HeartbeatImportError("--node-address", None, f"{node}: {exc}") from None
     return out
+
+
+def _heartbeat_initdead(deadtime_us: int) -> int:
+    """heartbeat's initdead when ha.cf has none (init_config() in config.c)."""
+    if deadtime_us > 10_000_000:
+        return deadtime_us
+    if deadtime_us < 6_000_000:
+        return 12_000_000
+    return 2 * deadtime_us
 
 
 def _closeness(addr: str, others: list[str]) -> int:
@@ -794,7 +852,15 @@ def convert(src_dir: str, *, cluster_name: str | None = None, cluster_id: int | 
     """Convert the heartbeat configuration in src_dir.  Pure apart from reading
     src_dir (and looking for scripts in script_dirs); writes nothing.  Raises
     HeartbeatImportError for input that cannot be converted."""
+    from heart import _core, config
+
     script_dirs = tuple(script_dirs) or DEFAULT_SCRIPT_DIRS
+    if prefix is not None and not 1 <= prefix <= _MAX_PREFIX:
+        raise HeartbeatImportError("--prefix", None, f"{prefix} is not a prefix length (1 to "
+                                                     f"{_MAX_PREFIX})")
+    if cluster_id is not None and not 1 <= cluster_id <= config.MAX_ID:
+        raise HeartbeatImportError("--cluster-id", None, f"{cluster_id} is not from 1 to "
+                                                         f"{config.MAX_ID}")
     report: list[ReportItem] = []
     hacf_path = os.path.join(src_dir, "ha.cf")
     if not os.path.isdir(src_dir):
@@ -811,7 +877,7 @@ def convert(src_dir: str, *, cluster_name: str | None = None, cluster_id: int | 
     F = "ha.cf"
 
     # --- links ----------------------------------------------------------------
-    explicit = _parse_node_addresses(node_addresses)
+    explicit = _parse_node_addresses(node_addresses, nodes)
     node_addr: dict[str, dict[str, str]] = {n: {} for n in nodes}
     links: list[_Link] = []
     for lk in cf.links:
@@ -867,47 +933,64 @@ def convert(src_dir: str, *, cluster_name: str | None = None, cluster_id: int | 
     if not links:
         raise HeartbeatImportError(F, None, "no bcast, mcast or ucast link could be converted "
                                             "(see the report); Heart needs at least one")
-    if len(links) > 8:
-        for lk in links[8:]:
+    if len(links) > _core.MAX_LINKS:
+        for lk in links[_core.MAX_LINKS:]:
             report.append(ReportItem(F, lk.line, lk.text.split()[0], NOT_CONVERTED,
-                                     "Heart supports at most 8 links"))
-        links = links[:8]
+                                     f"Heart supports at most {_core.MAX_LINKS} links"))
+        links = links[:_core.MAX_LINKS]
 
     # --- timing ---------------------------------------------------------------
+    # Every value is written, heartbeat's default where ha.cf has none (Heart's
+    # own defaults are much shorter), each such default reported.
+    fmt = config.format_duration
     t = {k: v[0] for k, v in cf.timing.items()}
     tl = {k: v[1] for k, v in cf.timing.items()}
-    interval = t.get("keepalive", 100)
-    deadtime = t.get("deadtime", 5 * interval)
-    if interval < 1:
-        raise HeartbeatImportError(F, tl.get("keepalive"), "keepalive: at least 1ms")
+
+    def default(k: str, us: int, why: str) -> None:
+        t[k] = us
+        report.append(ReportItem(F, None, k, CHANGED,
+                                 f"not in ha.cf: wrote heartbeat's default, {fmt(us)} "
+                                 f"({why}); Heart's own default would differ"))
+
+    if "keepalive" not in t:
+        default("keepalive", HB_KEEPALIVE_US, "heartbeat's fixed default")
+    if "deadtime" not in t:
+        default("deadtime", HB_DEADTIME_US, "heartbeat's fixed default")
+    interval, deadtime = t["keepalive"], t["deadtime"]
+    if interval < 1000:
+        raise HeartbeatImportError(F, tl.get("keepalive"), f"keepalive {fmt(interval)}: "
+                                                           f"Heart's minimum is 1ms")
     if deadtime <= interval:
         raise HeartbeatImportError(F, tl.get("deadtime", tl.get("keepalive")),
-                                   f"deadtime {_fmt_ms(deadtime)} is not longer than keepalive "
-                                   f"{_fmt_ms(interval)}: no node would ever be seen alive")
-    if "warntime" in t:
+                                   f"deadtime {fmt(deadtime)} is not longer than keepalive "
+                                   f"{fmt(interval)}: no node would ever be seen alive")
+    if "warntime" not in t:
+        default("warntime", deadtime // 2, "half the deadtime")
+    if not interval < t["warntime"] < deadtime:
         w = t["warntime"]
-        if not interval < w < deadtime:
-            new = 3 * interval if interval < 3 * interval < deadtime else \
-                (interval + deadtime) // 2
-            report.append(ReportItem(F, tl["warntime"], "warntime", CHANGED,
-                                     f"{_fmt_ms(w)} is not between keepalive and deadtime, as "
-                                     f"Heart requires; used {_fmt_ms(new)}"))
-            t["warntime"] = new
-    elif not interval < 3 * interval < deadtime:
-        t["warntime"] = (interval + deadtime) // 2
-    if "initdead" in t and t["initdead"] < deadtime:
+        new = 3 * interval if 3 * interval < deadtime else (interval + deadtime) // 2
+        report.append(ReportItem(F, tl.get("warntime"), "warntime", CHANGED,
+                                 f"{fmt(w)} is not between keepalive and deadtime, as Heart "
+                                 f"requires; used {fmt(new)}"))
+        t["warntime"] = new
+    if "initdead" not in t:
+        default("initdead", _heartbeat_initdead(deadtime),
+                "deadtime if that is over 10s, else 12s if deadtime is under 6s, else twice "
+                "the deadtime")
+    elif t["initdead"] < deadtime:
         report.append(ReportItem(F, tl["initdead"], "initdead", CHANGED,
-                                 f"{_fmt_ms(t['initdead'])} is shorter than deadtime; used "
-                                 f"{_fmt_ms(deadtime)} (Heart requires initdead >= deadtime)"))
+                                 f"{fmt(t['initdead'])} is shorter than deadtime; used "
+                                 f"{fmt(deadtime)} (Heart requires initdead >= deadtime)"))
         t["initdead"] = deadtime
     for k in ("keepalive", "deadtime", "warntime", "initdead"):
-        if t.get(k, 0) > 4_294_967:
-            raise HeartbeatImportError(F, tl.get(k), f"{k}: {_fmt_ms(t[k])} is longer than "
-                                                     f"Heart's limit of about 71 minutes")
+        if t[k] > config.MAX_ENGINE_US:
+            raise HeartbeatImportError(F, tl.get(k), f"{k}: {fmt(t[k])} is longer than "
+                                                     f"Heart's limit of "
+                                                     f"{fmt(config.MAX_ENGINE_US)}")
 
     # --- cluster name and id --------------------------------------------------
     name = cluster_name or (cf.cluster[0] if cf.cluster else "heartbeat")
-    if not _NAME_RE.match(name):
+    if not _valid_name(name):
         raise HeartbeatImportError("--cluster-name", None, f"{name!r} is not a valid name")
     if cluster_id is None:
         import zlib
@@ -923,7 +1006,7 @@ def convert(src_dir: str, *, cluster_name: str | None = None, cluster_id: int | 
     hr_path = os.path.join(src_dir, "haresources")
     res_lines: list[str] = []
     if os.path.exists(hr_path):
-        res_lines, _count = _parse_haresources(_read(hr_path), nodes, failback, script_dirs,
+        res_lines = _parse_haresources(_read(hr_path), nodes, failback, script_dirs,
                                                interface, prefix, ocf_root, report)
     else:
         report.append(ReportItem("haresources", None, "haresources", CHECK,
@@ -931,8 +1014,9 @@ def convert(src_dir: str, *, cluster_name: str | None = None, cluster_id: int | 
 
     # --- authkeys -------------------------------------------------------------
     ak_path = os.path.join(src_dir, "authkeys")
-    key_text, _send = _key_file(_read(ak_path) if os.path.exists(ak_path) else None,
-                                derive_key, key_file, report)
+    authkeys = _parse_authkeys(_read(ak_path)) if os.path.exists(ak_path) else None
+    send_key = authkeys[0] if authkeys else 1
+    key_text = _key_file(authkeys, send_key, derive_key, key_file, report)
 
     # --- the TOML -------------------------------------------------------------
     o: list[str] = [
@@ -942,7 +1026,7 @@ def convert(src_dir: str, *, cluster_name: str | None = None, cluster_id: int | 
         "# Keys are described in docs/configuration.md; the mapping in docs/migration.md.",
         "",
         "[cluster]",
-        f"name = {_q(name)}",
+        f"name = {config._q(name)}",
         f"id = {cluster_id}",
         "",
     ]
@@ -950,9 +1034,8 @@ def convert(src_dir: str, *, cluster_name: str | None = None, cluster_id: int | 
     labels = {"keepalive": "interval", "deadtime": "deadtime", "warntime": "warntime",
               "initdead": "initdead"}
     for k, hk in labels.items():
-        if k in t:
-            src = f"ha.cf:{tl[k]}" if k in tl else "derived"
-            o.append(f"{hk} = {_q(_fmt_ms(t[k]))}".ljust(28) + f"# {src}: {k}")
+        src = f"ha.cf:{tl[k]}: {k}" if k in tl else f"heartbeat's default {k}"
+        o.append(f"{hk} = {config._q(fmt(t[k]))}".ljust(28) + f"# {src}")
     o.append("")
     if cf.realtime is not None or cf.rtprio is not None:
         o.append("[engine]")
@@ -967,28 +1050,28 @@ def convert(src_dir: str, *, cluster_name: str | None = None, cluster_id: int | 
                                          "priority, above every normal process) and "
                                          "lock_memory = true; set rtprio for another"))
         o.append("")
-    o += ["[auth]", f"key_file = {_q(key_file)}", ""]
+    o += ["[auth]", f"key_file = {config._q(key_file)}", f"send_key = {send_key}", ""]
     for lk in links:
         o.append(f"# ha.cf:{lk.line}: {lk.text}")
         o.append("[[link]]")
-        o.append(f"name = {_q(lk.name)}")
-        o.append(f"kind = {_q(lk.kind)}")
+        o.append(f"name = {config._q(lk.name)}")
+        o.append(f"kind = {config._q(lk.kind)}")
         o.append(f"port = {lk.port}")
         if lk.group:
-            o.append(f"group = {_q(lk.group)}")
+            o.append(f"group = {config._q(lk.group)}")
         if lk.interface:
-            o.append(f"interface = {_q(lk.interface)}")
+            o.append(f"interface = {config._q(lk.interface)}")
         if lk.ttl is not None:
             o.append(f"ttl = {lk.ttl}")
         o.append("")
     for i, n in enumerate(nodes, 1):
         o.append(f"# ha.cf:{cf.nodes[i - 1][1]}: node {n}")
         o.append("[[node]]")
-        o.append(f"name = {_q(n)}")
+        o.append(f"name = {config._q(n)}")
         o.append(f"id = {i}")
         if node_addr[n]:
-            inner = ", ".join(f"{_q(k)} = {_q(v)}" if not _NAME_RE.match(k) or "." in k
-                              else f"{k} = {_q(v)}" for k, v in node_addr[n].items())
+            inner = ", ".join(f"{k if config._BARE_KEY_RE.match(k) else config._q(k)} = "
+                              f"{config._q(v)}" for k, v in node_addr[n].items())
             o.append(f"addresses = {{ {inner} }}")
         o.append("")
     if "." in "".join(nodes):
@@ -998,7 +1081,8 @@ def convert(src_dir: str, *, cluster_name: str | None = None, cluster_id: int | 
                                  "with --node"))
     if cf.ping:
         o.append("[quorum]")
-        o.append(f"ping_nodes = [{', '.join(_q(a) for a in dict.fromkeys(a for a, _ in cf.ping))}]")
+        pings = dict.fromkeys(a for a, _ in cf.ping)
+        o.append(f"ping_nodes = [{', '.join(config._q(a) for a in pings)}]")
         o.append("")
         report.append(ReportItem(F, cf.ping[0][1], "ping", CHANGED,
                                  "became [quorum] ping_nodes: in Heart a ping node that "
@@ -1015,6 +1099,46 @@ def convert(src_dir: str, *, cluster_name: str | None = None, cluster_id: int | 
 # Command line
 # ---------------------------------------------------------------------------
 
+def _prefix_arg(text: str) -> int:
+    """--prefix: a prefix length, 1 to 128 (whether it fits an address's family
+    is checked per address, see _ip_resource)."""
+    try:
+        n = int(text, 10)
+    except ValueError:
+        n = None
+    if n is None or not 1 <= n <= _MAX_PREFIX:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a prefix length (1 to {_MAX_PREFIX}; "
+                                         f"at most 32 for IPv4)")
+    return n
+
+
+def _cluster_id_arg(text: str) -> int:
+    """--cluster-id: 1 to config.MAX_ID."""
+    from heart import config
+
+    try:
+        n = int(text, 10)
+    except ValueError:
+        n = None
+    if n is None or not 1 <= n <= config.MAX_ID:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a cluster id (an integer from 1 to "
+                                         f"{config.MAX_ID})")
+    return n
+
+
+def _node_address_arg(text: str) -> tuple[str, str]:
+    """--node-address NODE=ADDRESS -> (NODE, ADDRESS); whether NODE is in ha.cf
+    is checked by convert()."""
+    node, sep, addr = text.partition("=")
+    try:
+        if not sep or not node:
+            raise ValueError
+        return node, str(ipaddress.ip_address(addr))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NODE=ADDRESS with a numeric "
+                                         f"IPv4 or IPv6 address") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", metavar="DIR",
                         help="the heartbeat configuration directory (e.g. /etc/ha.d)")
@@ -1025,17 +1149,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="overwrite heart.toml and authkey in OUTDIR")
     parser.add_argument("--cluster-name", metavar="NAME",
                         help="the cluster's name (default: ha.cf's cluster, else heartbeat)")
-    parser.add_argument("--cluster-id", type=int, metavar="ID",
+    parser.add_argument("--cluster-id", type=_cluster_id_arg, metavar="ID",
                         help="the cluster id, 1 to 4294967295 (default: derived from the "
                              "cluster and node names)")
-    parser.add_argument("--node-address", action="append", default=[], metavar="NODE=ADDRESS",
+    parser.add_argument("--node-address", type=_node_address_arg, action="append", default=[],
+                        metavar="NODE=ADDRESS",
                         help="NODE's address on a ucast link, when heartbeat's ucast lines "
-                             "do not say (repeatable)")
+                             "do not say (repeatable; NODE must be in ha.cf)")
     parser.add_argument("--interface", metavar="IF",
                         help="interface for virtual addresses in haresources that name none")
-    parser.add_argument("--prefix", type=int, metavar="N",
-                        help="prefix length for virtual addresses in haresources that give "
-                             "none")
+    parser.add_argument("--prefix", type=_prefix_arg, metavar="N",
+                        help="prefix length (1 to 32 for IPv4, to 128 for IPv6) for virtual "
+                             "addresses in haresources that give none")
     parser.add_argument("--script-dir", action="append", default=[], metavar="DIR",
                         help="where to look for resource scripts, in order (default "
                              "/etc/ha.d/resource.d then /etc/init.d, as heartbeat did)")
@@ -1046,41 +1171,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "node) instead of writing a new random key")
 
 
-def _write_private(path: str, text: str, force: bool) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-    flags |= os.O_TRUNC if force else os.O_EXCL
-    fd = os.open(path, flags, 0o600)
+def _write_outputs(out: str, conv: Conversion, force: bool) -> tuple[str, str]:
+    """Write OUTDIR/heart.toml and OUTDIR/authkey, or nothing: both go to new
+    temporary files in OUTDIR first and are renamed into place at the end; on
+    any failure the temporary files (and directories this made) are removed.
+    A symlink at either name is replaced, never followed.  -> the two paths."""
+    import tempfile
+
+    from heart import config
+
+    cfg_path = os.path.join(out, CONFIG_NAME)
+    key_path = os.path.join(out, KEY_FILE_NAME)
+    made: list[str] = []              # directories created here, outermost first
+    d = os.path.abspath(out)
+    while not os.path.isdir(d):
+        made.insert(0, d)
+        d = os.path.dirname(d)
+    temps: list[str] = []
+    renamed: list[str] = []
     try:
-        os.fchmod(fd, 0o600)
-        data = text.encode()
-        while data:
-            data = data[os.write(fd, data):]
-    finally:
-        os.close(fd)
+        for m in made:
+            os.mkdir(m)
+        fd, tmp_cfg = tempfile.mkstemp(prefix=f".{CONFIG_NAME}.", suffix=".tmp", dir=out)
+        temps.append(tmp_cfg)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(conv.toml)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_cfg, 0o644)      # mkstemp makes 0600; the configuration is no secret
+        tmp_key = os.path.join(out, f".{KEY_FILE_NAME}.{os.urandom(6).hex()}.tmp")
+        config.write_key_file(tmp_key, conv.key_file)
+        temps.append(tmp_key)
+        if not force:
+            existing = [p for p in (cfg_path, key_path) if os.path.lexists(p)]
+            if existing:
+                raise FileExistsError(f"{', '.join(existing)} appeared meanwhile")
+        for tmp, final in ((tmp_key, key_path), (tmp_cfg, cfg_path)):
+            os.replace(tmp, final)    # a symlink at final is replaced, not followed
+            temps.remove(tmp)
+            renamed.append(final)
+    except BaseException:
+        # a file renamed into place over nothing is removed again; one that
+        # replaced an old file (--force) cannot be undone
+        for p in temps + [p for p in renamed if not force]:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        for m in reversed(made):
+            try:
+                os.rmdir(m)
+            except OSError:
+                pass
+        raise
+    return cfg_path, key_path
 
 
 def run(args: argparse.Namespace) -> int:
     addrs: dict[str, list[str]] = {}
-    for item in args.node_address:
-        node, sep, addr = item.partition("=")
-        try:
-            if not sep:
-                raise ValueError
-            ipaddress.ip_address(addr)
-        except ValueError:
-            print(f"heart import-heartbeat: --node-address {item!r}: expected NODE=ADDRESS "
-                  f"with a numeric address", file=sys.stderr)
-            return 1
+    for node, addr in args.node_address:
         addrs.setdefault(node, []).append(addr)
-    if args.cluster_id is not None and not 1 <= args.cluster_id <= 2**32 - 1:
-        print("heart import-heartbeat: --cluster-id must be from 1 to 4294967295",
-              file=sys.stderr)
-        return 1
     try:
         conv = convert(args.dir, cluster_name=args.cluster_name, cluster_id=args.cluster_id,
                        node_addresses=addrs, interface=args.interface, prefix=args.prefix,
-                       script_dirs=tuple(args.script_dir) or DEFAULT_SCRIPT_DIRS,
-                       derive_key=args.derive_key, ocf_root=args.ocf_root)
+                       script_dirs=tuple(args.script_dir), derive_key=args.derive_key,
+                       ocf_root=args.ocf_root)
     except HeartbeatImportError as exc:
         print(f"heart import-heartbeat: {exc}", file=sys.stderr)
         print("heart import-heartbeat: nothing was written", file=sys.stderr)
@@ -1090,23 +1245,18 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(conv.toml)
     else:
         out = args.output
-        cfg_path = os.path.join(out, CONFIG_NAME)
-        key_path = os.path.join(out, KEY_FILE_NAME)
         if not args.force:
-            existing = [p for p in (cfg_path, key_path) if os.path.lexists(p)]
+            existing = [p for p in (os.path.join(out, CONFIG_NAME),
+                                    os.path.join(out, KEY_FILE_NAME)) if os.path.lexists(p)]
             if existing:
                 print(f"heart import-heartbeat: {', '.join(existing)} already exist(s); "
                       f"use --force to overwrite; nothing was written", file=sys.stderr)
                 return 1
         try:
-            os.makedirs(out, exist_ok=True)
-            _write_private(key_path, conv.key_file, args.force)
-            tmp = cfg_path + ".tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(conv.toml)
-            os.replace(tmp, cfg_path)
+            cfg_path, key_path = _write_outputs(out, conv, args.force)
         except OSError as exc:
-            print(f"heart import-heartbeat: cannot write to {out}: {exc}", file=sys.stderr)
+            print(f"heart import-heartbeat: cannot write to {out}: {exc}; nothing was written",
+                  file=sys.stderr)
             return 1
         print(f"wrote {cfg_path} and {key_path} (mode 0600)")
         from heart import config

@@ -127,7 +127,8 @@ def test_classic(tree, tmp_path):
     conv = importhb.convert(str(DATA / "classic"), **tree)
     data = tomllib.loads(conv.toml)
     assert data["timing"] == {"interval": "2s", "deadtime": "30s", "warntime": "10s",
-                              "initdead": "120s"}
+                              "initdead": "2m"}
+    assert data["auth"] == {"key_file": "authkey", "send_key": 1}
     assert data["link"] == [{"name": "bcast-eth1", "kind": "broadcast", "port": 694,
                              "group": "255.255.255.255", "interface": "eth1"}]
     assert [(n["name"], n["id"]) for n in data["node"]] == [("alpha", 1), ("beta", 2)]
@@ -193,9 +194,13 @@ def test_ipv6(tree, tmp_path):
     assert all(g["auto_failback"] is False for g in data["group"])   # nice_failback on
     assert data["engine"] == {"realtime_priority": 10, "lock_memory": True}
     assert [lk["name"] for lk in data["link"]] == ["mcast-eth1", "bcast-eth2", "bcast-eth3"]
-    assert data["timing"]["initdead"] == "10s"   # raised to deadtime, reported
+    assert data["timing"] == {"interval": "1s", "deadtime": "10s",
+                              "warntime": "5s",      # no warntime: heartbeat's, deadtime / 2
+                              "initdead": "10s"}     # raised to deadtime, reported
     by = {(i.file, i.line, i.directive): i for i in conv.report}
     assert by[("ha.cf", 4, "initdead")].action == "changed"
+    assert by[("ha.cf", None, "warntime")].action == "changed"
+    assert "heartbeat's default, 5s (half the deadtime)" in by[("ha.cf", None, "warntime")].message
     crc = by[("authkeys", 1, "auth 2")]
     assert crc.action == "changed" and "did NOT authenticate" in crc.message
     cfg = config.load(str(_write(conv, tmp_path)), "alpha.example.net")
@@ -221,6 +226,7 @@ def test_derived_keys_are_the_same_on_every_node(tree, tmp_path):
     keys = [ln.split() for ln in a.key_file.splitlines() if not ln.startswith("#")]
     assert [k[0] for k in keys] == ["3", "2"]    # the sending key first; crc has no secret
     assert ("authkeys", 3, "1 crc") in _where(a)
+    assert tomllib.loads(a.toml)["auth"]["send_key"] == 3
     cfg = config.load(str(_write(a, tmp_path)), "alpha")
     assert cfg.auth.send_key == 3 and sorted(cfg.auth.keys) == [2, 3]
 
@@ -272,7 +278,7 @@ def test_unknown_directive_is_reported(tmp_path):
     conv = importhb.convert(str(src))
     [item] = conv.not_converted
     assert (item.file, item.line, item.directive) == ("ha.cf", 2, "deadtim")
-    assert "unknown directive" in item.message and "did you mean deadtime?" in item.message
+    assert "unknown directive" in item.message and 'did you mean "deadtime"?' in item.message
 
 
 def test_haresources_unknown_node(tmp_path):
@@ -303,8 +309,14 @@ def test_time_units(tmp_path):
     src = _minimal(tmp_path, "keepalive 250ms\ndeadtime 1.5\nwarntime 750000us\n"
                              "initdead 3sec\nbcast eth0\nnode a b\n")
     data = tomllib.loads(importhb.convert(str(src)).toml)
-    assert data["timing"] == {"interval": "250ms", "deadtime": "1500ms", "warntime": "750ms",
+    assert data["timing"] == {"interval": "250ms", "deadtime": "1.5s", "warntime": "750ms",
                               "initdead": "3s"}
+    # Heart keeps microseconds: 1500us is not truncated to 1ms (nor rounded to 2ms)
+    src = _minimal(tmp_path, "keepalive 1500usec\ndeadtime 10msec\nwarntime 4.5ms\n"
+                             "initdead 1\nbcast eth0\nnode a b\n")
+    data = tomllib.loads(importhb.convert(str(src)).toml)
+    assert data["timing"] == {"interval": "1500us", "deadtime": "10ms", "warntime": "4500us",
+                              "initdead": "1s"}
 
 
 def test_ucast_with_peer_addresses_only(tmp_path):
@@ -346,13 +358,23 @@ def test_cli_refuses_to_overwrite(tree, tmp_path, capsys):
     assert stat.S_IMODE((out / "authkey").stat().st_mode) == 0o600
 
 
-def test_cli_without_output_prints_and_writes_nothing(tree, tmp_path, capsys):
+def _files(d: Path) -> dict[str, tuple]:
+    """Every path under d with its kind, size and modification time."""
+    return {str(p.relative_to(d)): (p.is_dir(), p.lstat().st_size, p.lstat().st_mtime_ns)
+            for p in d.rglob("*")}
+
+
+def test_cli_without_output_prints_and_writes_nothing(tree, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cwd_before, sample_before = _files(tmp_path), _files(DATA / "classic")
+    assert set(cwd_before) >= {"resource.d", "init.d", "ocf"}
     assert _cli([str(DATA / "classic")], tree) == 3
     cap = capsys.readouterr()
     assert tomllib.loads(cap.out)["cluster"]["name"] == "heartbeat"
     assert "ha.cf:4: logfile: not converted" in cap.err
-    assert list(tmp_path.iterdir()) == [p for p in tmp_path.iterdir()
-                                        if p.name in ("resource.d", "init.d", "ocf")]
+    assert _files(tmp_path) == cwd_before
+    assert _files(DATA / "classic") == sample_before
+    assert not [p for p in tmp_path.rglob("*") if p.name in ("heart.toml", "authkey")]
 
 
 def test_ip_label_and_broadcast_are_reported(tmp_path):
@@ -363,3 +385,212 @@ def test_ip_label_and_broadcast_are_reported(tmp_path):
     assert any("broadcast 192.0.2.127 dropped" in m for m in msgs)
     data = tomllib.loads(conv.toml)
     assert data["resource"][0]["params"] == {"address": "192.0.2.10/24", "interface": "eth0"}
+
+
+# ---------------------------------------------------------------------------
+# Review fixes
+# ---------------------------------------------------------------------------
+
+def test_absent_timing_gets_heartbeats_defaults(tmp_path):
+    """No keepalive/deadtime/warntime/initdead: heartbeat's defaults (its
+    config.c: 1s, 30s, deadtime / 2, deadtime when over 10s) are written, each
+    reported, not Heart's 100ms/500ms."""
+    src = _minimal(tmp_path)
+    conv = importhb.convert(str(src))
+    data = tomllib.loads(conv.toml)
+    assert data["timing"] == {"interval": "1s", "deadtime": "30s", "warntime": "15s",
+                              "initdead": "30s"}
+    items = {i.directive: i for i in conv.report if i.file == "ha.cf" and i.line is None
+             and i.directive in ("keepalive", "deadtime", "warntime", "initdead")}
+    assert sorted(items) == ["deadtime", "initdead", "keepalive", "warntime"]
+    assert all(i.action == "changed" and "heartbeat's default" in i.message
+               for i in items.values())
+    assert "# heartbeat's default keepalive" in conv.toml
+    cfg = config.load(str(_write(conv, tmp_path / "out")), "a")
+    assert (cfg.timing.interval_us, cfg.timing.warntime_us, cfg.timing.deadtime_us,
+            cfg.timing.initdead_us) == (1_000_000, 15_000_000, 30_000_000, 30_000_000)
+
+
+@pytest.mark.parametrize("deadtime, initdead", [("5", "12s"), ("8", "16s"), ("20", "20s")])
+def test_default_initdead_follows_heartbeat(tmp_path, deadtime, initdead):
+    src = _minimal(tmp_path, f"keepalive 500ms\ndeadtime {deadtime}\nbcast eth0\nnode a b\n")
+    conv = importhb.convert(str(src))
+    data = tomllib.loads(conv.toml)
+    assert data["timing"]["initdead"] == initdead
+    config.load(str(_write(conv, tmp_path / "out")), "a")
+
+
+def test_default_warntime_is_adjusted_to_hearts_rule(tmp_path):
+    # deadtime / 2 = 1s is not above keepalive 1s: Heart needs interval < warntime
+    src = _minimal(tmp_path, "keepalive 1\ndeadtime 2\nbcast eth0\nnode a b\n")
+    conv = importhb.convert(str(src))
+    assert tomllib.loads(conv.toml)["timing"]["warntime"] == "1.5s"
+    assert [i.action for i in conv.report if i.directive == "warntime"] == ["changed",
+                                                                             "changed"]
+    config.load(str(_write(conv, tmp_path / "out")), "a")
+
+
+def test_derive_key_keeps_at_most_max_keys_active_first(tmp_path):
+    src = _minimal(tmp_path)
+    lines = ["auth 9"] + [f"{k} sha1 secret-number-{k}-long" for k in range(1, 11)]
+    (src / "authkeys").write_text("\n".join(lines) + "\n")
+    conv = importhb.convert(str(src), derive_key=True)
+    ids = [int(ln.split()[0]) for ln in conv.key_file.splitlines() if not ln.startswith("#")]
+    assert len(ids) == config.MAX_KEYS
+    assert ids == [9, 1, 2, 3, 4, 5, 6, 7]
+    left_out = [(i.line, i.directive) for i in conv.not_converted if i.file == "authkeys"]
+    assert left_out == [(9, "8 sha1"), (11, "10 sha1")]
+    assert tomllib.loads(conv.toml)["auth"]["send_key"] == 9
+    cfg = config.load(str(_write(conv, tmp_path / "out")), "a")
+    assert cfg.auth.send_key == 9 and sorted(cfg.auth.keys) == [1, 2, 3, 4, 5, 6, 7, 9]
+
+
+def test_random_key_has_explicit_send_key(tmp_path):
+    src = _minimal(tmp_path)
+    (src / "authkeys").write_text("auth 4\n2 md5 x\n4 sha1 y\n")
+    conv = importhb.convert(str(src))
+    assert tomllib.loads(conv.toml)["auth"] == {"key_file": "authkey", "send_key": 4}
+    [line] = [ln for ln in conv.key_file.splitlines() if not ln.startswith("#")]
+    assert line.split()[0] == "4" and len(line.split()[1]) == 64
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--prefix", "0"], "'0' is not a prefix length"),
+    (["--prefix", "129"], "'129' is not a prefix length"),
+    (["--prefix", "x"], "'x' is not a prefix length"),
+    (["--cluster-id", "0"], "'0' is not a cluster id"),
+    (["--cluster-id", "4294967296"], "'4294967296' is not a cluster id"),
+    (["--node-address", "a"], "expected NODE=ADDRESS"),
+    (["--node-address", "a=host.example"], "expected NODE=ADDRESS"),
+    (["--node-address", "=192.0.2.1"], "expected NODE=ADDRESS"),
+])
+def test_bad_options_are_refused_by_argparse(argv, words, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args(["dir"] + argv)
+    assert exc.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_good_options_are_parsed():
+    args = _parser().parse_args(["dir", "--prefix", "64", "--cluster-id", "4294967295",
+                                 "--node-address", "a=2001:db8::0001"])
+    assert args.prefix == 64 and args.cluster_id == config.MAX_ID
+    assert args.node_address == [("a", "2001:db8::1")]
+
+
+def test_prefix_that_does_not_fit_the_family(tmp_path):
+    src = _minimal(tmp_path, hares="a 192.0.2.10 IPv6addr::2001:db8::10\n")
+    conv = importhb.convert(str(src), prefix=40, interface="eth0")
+    [item] = [i for i in conv.not_converted if i.directive == "192.0.2.10"]
+    assert item.message.startswith("no prefix given, and --prefix 40 does not fit an IPv4 "
+                                   "address (at most /32)")
+    data = tomllib.loads(conv.toml)
+    assert [r["params"]["address"] for r in data["resource"]] == ["2001:db8::10/40"]
+    with pytest.raises(importhb.HeartbeatImportError, match="not a prefix length"):
+        importhb.convert(str(src), prefix=129)
+
+
+def test_node_address_for_an_unknown_node_is_an_error(tmp_path, tree, capsys):
+    src = _minimal(tmp_path, "ucast eth1 192.0.2.2\nbcast eth0\nnode a b\n")
+    with pytest.raises(importhb.HeartbeatImportError) as exc:
+        importhb.convert(str(src), node_addresses={"c": ["192.0.2.3"]})
+    assert str(exc.value) == "--node-address: node 'c' is not one of the nodes in ha.cf (a, b)"
+    out = tmp_path / "out"
+    assert _cli([str(src), "-o", str(out), "--node-address", "c=192.0.2.3"], tree) == 1
+    assert "node 'c' is not one of the nodes" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_failure_while_writing_leaves_nothing(tree, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "new" / "out"
+    real = os.replace
+
+    def failing(a, b):
+        if str(b).endswith("heart.toml"):
+            raise OSError(28, "No space left on device")
+        return real(a, b)
+
+    monkeypatch.setattr(importhb.os, "replace", failing)
+    assert _cli([str(DATA / "ipv6"), "-o", str(out)], tree) == 1
+    assert "nothing was written" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()     # nor the directories it made
+    # an existing OUTDIR keeps nothing either (no key, no temporary files)
+    out.mkdir(parents=True)
+    assert _cli([str(DATA / "ipv6"), "-o", str(out)], tree) == 1
+    assert list(out.iterdir()) == []
+
+
+def test_cli_key_write_failure_leaves_nothing(tree, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def failing(path, text, overwrite=False):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(config, "write_key_file", failing)
+    assert _cli([str(DATA / "ipv6"), "-o", str(out)], tree) == 1
+    assert list(out.iterdir()) == []
+
+
+def test_cli_force_replaces_symlinks_without_following(tree, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("do not touch\n")
+    (out / "authkey").symlink_to(victim)
+    (out / "heart.toml").symlink_to(victim)
+    assert _cli([str(DATA / "ipv6"), "-o", str(out), "--force"], tree) == 0
+    assert victim.read_text() == "do not touch\n"
+    for name in ("authkey", "heart.toml"):
+        assert not (out / name).is_symlink() and (out / name).is_file()
+    assert stat.S_IMODE((out / "authkey").stat().st_mode) == 0o600
+    assert sorted(p.name for p in out.iterdir()) == ["authkey", "heart.toml"]
+
+
+def test_write_key_file(tmp_path):
+    path = tmp_path / "k"
+    config.write_key_file(str(path), "1 " + "ab" * 32 + "\n")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        config.write_key_file(str(path), "other\n")
+    assert path.read_text() == "1 " + "ab" * 32 + "\n"
+    config.write_key_file(str(path), "new\n", overwrite=True)
+    assert path.read_text() == "new\n" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    # a symlink (even a dangling one) is never followed
+    target = tmp_path / "target"
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    with pytest.raises(FileExistsError):
+        config.write_key_file(str(link), "x\n")
+    assert not target.exists()
+    target.write_text("keep\n")
+    config.write_key_file(str(link), "y\n", overwrite=True)
+    assert target.read_text() == "keep\n" and not link.is_symlink()
+    assert link.read_text() == "y\n"
+    # a failed overwrite leaves the old file and no temporary file
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(OSError):
+        config.write_key_file(str(tmp_path / "dir"), "z\n", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "k", "link", "target"]
+
+
+def test_write_key_file_cleans_up_a_failed_write(tmp_path, monkeypatch):
+    def failing(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(config.os, "fsync", failing)
+    with pytest.raises(OSError):
+        config.write_key_file(str(tmp_path / "k"), "x\n")
+    with pytest.raises(OSError):
+        config.write_key_file(str(tmp_path / "k2"), "x\n", overwrite=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keygen_still_works(tmp_path):
+    path = tmp_path / "authkey"
+    res = subprocess.run([sys.executable, "-m", "heart", "keygen", str(path)],
+                         capture_output=True, text=True, cwd=ROOT, check=False, timeout=60)
+    assert res.returncode == 0, res.stderr
+    [line] = [ln for ln in path.read_text().splitlines() if not ln.startswith("#")]
+    assert line.split()[0] == "1" and len(line.split()[1]) == 64
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
