@@ -18,7 +18,8 @@
 
 #include "internal.h"
 
-/* Name of the backend this libheart was built with ("linux", "none"). */
+/* Name of the backend this libheart was built with ("linux", "bsd", "sunos",
+ * "none"). */
 HB_HIDDEN const char *hb_platform_name(void);
 
 /* Called first in the engine thread: name it, tighten timer slack, ... */

@@ -64,8 +64,8 @@ const char *hb_eth_open_failed_call(void)
  * rest, VLAN-tagged frames (ethertype 0x8100) included. */
 static struct bpf_insn claim_filter[] = {
     /* 0 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, ETHERTYPE_OFF),
-    /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x0806, 5, 0),   /* ARP */
-    /* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x86dd, 0, 5),   /* IPv6 */
+    /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, HB_ETHERTYPE_ARP, 5, 0),
+    /* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, HB_ETHERTYPE_IPV6, 0, 5),
     /* 3 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 20),               /* next header */
     /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 58, 0, 3),        /* ICMPv6 */
     /* 5 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 54),               /* its type */
@@ -187,14 +187,14 @@ int hb_eth_open(const char *ifname, hb_eth **out)
 
     /* None of our own frames.  Best effort: hb_eth_recv drops frames from
      * our MAC anyway. */
-#if defined(BIOCSSEESENT)
-    /* macOS, NetBSD, FreeBSD (where BIOCSDIRECTION supersedes it) */
-    u_int seesent = 0;
-    (void)ioctl(fd, BIOCSSEESENT, &seesent);
-#elif defined(BIOCSDIRECTION)
-    /* FreeBSD, DragonFly, NetBSD without BIOCSSEESENT */
+#if defined(BIOCSDIRECTION)
+    /* FreeBSD, DragonFly (BIOCSSEESENT is the older name there) */
     u_int direction = BPF_D_IN;
     (void)ioctl(fd, BIOCSDIRECTION, &direction);
+#elif defined(BIOCSSEESENT)
+    /* macOS, NetBSD */
+    u_int seesent = 0;
+    (void)ioctl(fd, BIOCSSEESENT, &seesent);
 #elif defined(BIOCSDIRFILT)
     /* OpenBSD: the directions to filter out */
     u_int dirfilt = BPF_DIRECTION_OUT;
@@ -212,6 +212,11 @@ int hb_eth_open(const char *ifname, hb_eth **out)
     if (blen == 0)
         return fail(fd, "ioctl(BIOCGBLEN)", EINVAL);
 
+    uint8_t mac[HB_ETH_ALEN];
+    int rc = link_address(ifname, mac);
+    if (rc < 0)
+        return fail(fd, "getifaddrs(AF_LINK)", -rc);
+
     hb_eth *h = calloc(1, sizeof *h);
     if (h == NULL)
         return fail(fd, "calloc", ENOMEM);
@@ -221,12 +226,7 @@ int hb_eth_open(const char *ifname, hb_eth **out)
         return fail(fd, "malloc", ENOMEM);
     }
     h->blen = blen;
-    int rc = link_address(ifname, h->mac);
-    if (rc < 0) {
-        free(h->buf);
-        free(h);
-        return fail(fd, "getifaddrs(AF_LINK)", -rc);
-    }
+    memcpy(h->mac, mac, HB_ETH_ALEN);
     h->fd = fd;
     h->ifindex = (int)ifindex;
     *out = h;

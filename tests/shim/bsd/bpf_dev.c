@@ -18,7 +18,10 @@
  *                   MAC filled in unless BIOCSHDRCMPLT
  *
  * /dev/bpf is the cloning device; /dev/bpf0../dev/bpf255 open once each
- * (EBUSY while open).  HEART_SHIM_BPF_NOCLONE=1 makes /dev/bpf ENOENT, as on
+ * (EBUSY while open).  HEART_SHIM_BPF_NODIRECTION=1 makes BIOCSSEESENT,
+ * BIOCSDIRECTION and BIOCSDIRFILT fail with EINVAL, as on a BPF without
+ * them: the device then delivers the host's own frames too, and only the
+ * backend's own-MAC check keeps them out.  HEART_SHIM_BPF_NOCLONE=1 makes /dev/bpf ENOENT, as on
  * a system with only numbered units.  Without CAP_NET_RAW the open fails
  * with EACCES, as the device node's permissions would make it.
  */
@@ -269,6 +272,11 @@ static int dev_ioctl(int fd, struct dev *d, unsigned long request, void *arg)
     unsigned *u = arg;
     if (arg == NULL && request != BIOCFLUSH) {
         errno = EFAULT;
+        return -1;
+    }
+    if ((request == BIOCSSEESENT || request == BIOCSDIRECTION || request == BIOCSDIRFILT) &&
+        getenv("HEART_SHIM_BPF_NODIRECTION") != NULL) {
+        errno = EINVAL; /* a BPF without direction control: it shows our own frames */
         return -1;
     }
     switch (request) {
