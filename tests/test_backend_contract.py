@@ -84,6 +84,7 @@ ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
 ADDR4 = socket.inet_aton("192.0.2.77")
 ADDR6 = socket.inet_pton(socket.AF_INET6, "2001:db8::77")
+NOBODY4 = "192.0.2.59"   # on the lab's segment (192.0.2.0/26), given to no namespace
 
 
 def _libdir() -> Path:
@@ -238,8 +239,12 @@ def test_send_receive_close(case, pair):
             assert sum(unpadded(g, want) for g in got) == 1, \
                 f"{case}: frame {want.hex()} not seen once on the peer (got {[g.hex() for g in got]})"
 
-        # none of our own frames come back
-        assert [f for f in recv_all(lib, h, 0.3) if f[6:12] == my_mac] == []
+        # none of our own frames come back: neither those sent through the
+        # handle nor the kernel's own ARP requests (a datagram to an address
+        # nobody has makes this host ask who has it, from our MAC)
+        with netns.inside(me), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.sendto(b"who", (NOBODY4, 9))
+        assert [f for f in recv_all(lib, h, 0.5) if f[6:12] == my_mac] == []
 
         # -- receive: the peer's ARP and NA, and nothing else
         theirs = frames(lib, peer_mac)
