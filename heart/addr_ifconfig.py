@@ -35,8 +35,9 @@ import re
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 
 from heart.ipaddr import (
     IFA_F_DADFAILED,
@@ -48,7 +49,8 @@ from heart.ipaddr import (
     address_backend,
 )
 
-__all__ = ["DIALECTS", "IfconfigAddresses", "find_ifconfig", "parse_ifconfig", "run_command"]
+__all__ = ["DIALECTS", "IfconfigAddresses", "Listing", "find_ifconfig", "parse_ifconfig",
+           "run_command"]
 
 DIALECTS = ("bsd", "sunos")
 #: Seconds an ifconfig command may take before it counts as failed.
@@ -82,18 +84,21 @@ def run_command(argv: Sequence[str], timeout_s: float = COMMAND_TIMEOUT_S) -> An
 
 
 def _mask_prefix(mask: str) -> int:
-    """The prefix length of a netmask: 0xffffff00, ffffff00 or 255.255.255.0."""
+    """The prefix length of a netmask: 0xffffff00, ffffff00 or 255.255.255.0.
+    ValueError when it is out of range or not contiguous."""
     text = mask.lower()
-    if "." in text:
-        value = int(ipaddress.IPv4Address(text))
-    else:
-        value = int(text[2:] if text.startswith("0x") else text, 16)
-    if not 0 <= value <= 0xFFFFFFFF:
-        raise ValueError(f"netmask {mask!r} is out of range")
-    prefix = bin(value).count("1")
-    if value != (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF:
+    try:
+        value = ipaddress.IPv4Address(text if "." in text else int(text.removeprefix("0x"), 16))
+    except ValueError as exc:
+        raise ValueError(f"netmask {mask!r} is out of range") from exc
+    try:
+        net = ipaddress.IPv4Network(f"0.0.0.0/{value}")
+    except ValueError:
+        net = None
+    # (ipaddress also takes a host mask such as 0.0.0.255: that is no netmask)
+    if net is None or net.netmask != value:
         raise ValueError(f"netmask {mask!r} is not contiguous")
-    return prefix
+    return net.prefixlen
 
 
 def _split_address(text: str) -> tuple[str, int | None]:
@@ -103,10 +108,18 @@ def _split_address(text: str) -> tuple[str, int | None]:
     return str(ipaddress.ip_address(host)), (int(plen) if plen else None)
 
 
+class Listing(NamedTuple):
+    """What one ``ifconfig -a`` says: the interfaces and the addresses."""
+
+    #: index -> name of every interface, in the order listed
+    interfaces: dict[int, str]
+    #: every address, in the order listed
+    addresses: list[AddressInfo]
+
+
 def parse_ifconfig(text: str, dialect: str,
-                   nametoindex: Callable[[str], int | None] | None = None
-                   ) -> list[AddressInfo]:
-    """The addresses in ``ifconfig -a`` output, in order.
+                   nametoindex: Callable[[str], int | None] | None = None) -> Listing:
+    """The interfaces and addresses in ``ifconfig -a`` output, in one pass.
 
     BSD: "em0: flags=8843<UP,...> mtu 1500" headers, then indented lines such
     as "inet 192.0.2.10 netmask 0xffffff00 broadcast 192.0.2.255" and "inet6
@@ -118,25 +131,42 @@ def parse_ifconfig(text: str, dialect: str,
     to the physical interface (net0) and its label is the logical one
     (net0:1); DUPLICATE in the flags becomes IFA_F_DADFAILED.
 
-    The index is the one the output gives (OpenBSD "index N" lines, Solaris
-    headers), else ``nametoindex(name)``, else 0.  Unspecified addresses
-    (unconfigured Solaris logical interfaces) are left out.  ValueError for an
-    address line that cannot be read."""
+    An interface's index is the one the output gives (OpenBSD "index N"
+    lines, Solaris headers), else ``nametoindex(name)``; failing both, its
+    addresses get index 0 and ``interfaces`` lists it under a made-up
+    negative index (-1, -2, ...) so that every interface is there.
+
+    Left out of ``addresses``: unspecified addresses (unconfigured Solaris
+    logical interfaces) and, in the sunos dialect, the address of a logical
+    interface without UP in its flags (it is not in use: it does not count
+    as present).  ValueError for an address line that cannot be read."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown ifconfig dialect {dialect!r}; expected one of {DIALECTS}")
-    out: list[AddressInfo] = []
+    addresses: list[AddressInfo] = []
+    names: list[str] = []          # interfaces, in order
+    given: dict[str, int] = {}     # the index the output gives
+    resolved: dict[str, int | None] = {}
     name = label = None
     header_flags: set[str] = set()
     index: int | None = None
-    pending: list[AddressInfo] = []  # this interface's, until its index is known
+    pending: list[AddressInfo] = []  # this header's, until its index is known
+
+    def index_of(n: str, idx: int | None) -> int | None:
+        if idx is not None:
+            return idx
+        if n in given:
+            return given[n]
+        if n not in resolved:
+            resolved[n] = nametoindex(n) if nametoindex is not None else None
+        return resolved[n]
 
     def flush() -> None:
-        idx = index
-        if idx is None and name is not None and nametoindex is not None:
-            idx = nametoindex(name)
+        if name is not None and index is not None:
+            given[name] = index
+        idx = index_of(name, index) if name is not None else None
         for a in pending:
             a.index = idx or 0
-        out.extend(pending)
+        addresses.extend(pending)
         pending.clear()
 
     for raw in text.splitlines():
@@ -148,6 +178,8 @@ def parse_ifconfig(text: str, dialect: str,
             full = m["name"]
             name, _, unit = full.partition(":") if dialect == "sunos" else (full, "", "")
             label = full if unit else None
+            if name not in names:
+                names.append(name)
             header_flags = {f.strip().upper() for f in m["flags"].split(",") if f.strip()}
             im = _INDEX.search(m["rest"])
             index = int(im[1]) if im else None
@@ -173,6 +205,8 @@ def parse_ifconfig(text: str, dialect: str,
             prefix = 32 if words[0] == "inet" else 128
         if ipaddress.ip_address(address).is_unspecified:
             continue
+        if dialect == "sunos" and "UP" not in header_flags:
+            continue  # a logical interface that is down: its address is not in use
         flags = 0
         if dialect == "bsd":
             if "tentative" in words[2:]:
@@ -185,7 +219,14 @@ def parse_ifconfig(text: str, dialect: str,
                                    flags=flags, label=label, valid_lft=None,
                                    preferred_lft=None))
     flush()
-    return out
+    interfaces: dict[int, str] = {}
+    spare = -1
+    for n in names:
+        idx = index_of(n, None)
+        if idx is None or idx in interfaces:
+            idx, spare = spare, spare - 1
+        interfaces[idx] = n
+    return Listing(interfaces, addresses)
 
 
 def _nametoindex(name: str) -> int | None:
@@ -213,9 +254,11 @@ def _errno_of(stderr: str) -> int | None:
 class IfconfigAddresses(AddressManager):
     """Addresses through ifconfig (dialect "bsd" or "sunos"; default: this
     platform's).  ``runner(argv)`` runs a command (default :func:`run_command`);
-    ``ifconfig`` is the program (default :func:`find_ifconfig`)."""
+    ``ifconfig`` is the program (default :func:`find_ifconfig`).
 
-    lifetimes = False
+    Within one public operation (check, present, add, renew, remove)
+    ``ifconfig -a`` runs once and its parse is reused, until a command that
+    changes something runs; outside one, every query lists afresh."""
 
     def __init__(self, dialect: str | None = None, *, runner: Runner | None = None,
                  ifconfig: str | None = None) -> None:
@@ -225,17 +268,36 @@ class IfconfigAddresses(AddressManager):
             raise AddressError(f"no ifconfig dialect for this platform ({dialect!r}); "
                                f"expected one of {', '.join(DIALECTS)}", errno.ENOSYS)
         self.dialect = dialect
-        self.backend = dialect
         self.runner: Runner = runner or run_command
         self.ifconfig = ifconfig or find_ifconfig() or "ifconfig"
+        self._depth = 0                  # nesting of public operations
+        self._cached: Listing | None = None
+
+    @property
+    def backend(self) -> str:  # type: ignore[override]
+        """The dialect ("bsd" or "sunos")."""
+        return self.dialect
+
+    @contextmanager
+    def _operation(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._cached = None
 
     # -- running ifconfig ------------------------------------------------------
 
     def _run(self, args: Sequence[str], what: str) -> str:
         """stdout of ``ifconfig args``; AddressError naming ``what`` (such as
-        "cannot add 192.0.2.10/24 to em0"), the command and its message."""
+        "cannot add 192.0.2.10/24 to em0"), the command and its message.  Any
+        command but ``-a`` may change something: it drops the cached listing."""
         argv = [self.ifconfig, *args]
         cmd = " ".join(argv)
+        if list(args) != ["-a"]:
+            self._cached = None
         try:
             r = self.runner(argv)
         except subprocess.TimeoutExpired as exc:
@@ -255,52 +317,32 @@ class IfconfigAddresses(AddressManager):
                                code)
         return r.stdout or ""
 
-    def _listing(self) -> str:
-        return self._run(["-a"], "cannot list addresses")
+    def _listing(self) -> Listing:
+        """``ifconfig -a``, parsed (within an operation: once, until a change)."""
+        if self._cached is not None:
+            return self._cached
+        text = self._run(["-a"], "cannot list addresses")
+        try:
+            listing = parse_ifconfig(text, self.dialect, _nametoindex)
+        except ValueError as exc:
+            raise AddressError(f"cannot list addresses: {exc}") from exc
+        if self._depth:
+            self._cached = listing
+        return listing
 
     # -- primitives --------------------------------------------------------------
 
     def addresses(self, family: int | None = None, address: str | None = None
                   ) -> list[AddressInfo]:
-        try:
-            found = parse_ifconfig(self._listing(), self.dialect, _nametoindex)
-        except ValueError as exc:
-            raise AddressError(f"cannot list addresses: {exc}") from exc
         version = {socket.AF_INET: 4, socket.AF_INET6: 6}.get(family or 0)
-        return [a for a in found
+        return [a for a in self._listing().addresses
                 if (version is None or ipaddress.ip_address(a.address).version == version)
                 and (address is None or a.address == address)]
 
     def interfaces(self) -> dict[int, str]:
-        """index -> name of every interface in ``ifconfig -a`` (indexes the
-        output does not give come from if_nametoindex, else are made up as
-        -1, -2, ... so that every interface is listed)."""
-        names: list[str] = []
-        given: dict[str, int] = {}
-        text = self._listing()
-        current = None
-        for raw in text.splitlines():
-            m = _HEADER.match(raw)
-            if m and not raw[0].isspace():
-                current = m["name"].split(":", 1)[0] if self.dialect == "sunos" \
-                    else m["name"]
-                if current not in names:
-                    names.append(current)
-                im = _INDEX.search(m["rest"])
-                if im:
-                    given[current] = int(im[1])
-            elif current is not None:
-                words = raw.split()
-                if len(words) > 1 and words[0] == "index" and words[1].isdigit():
-                    given[current] = int(words[1])
-        out: dict[int, str] = {}
-        spare = -1
-        for n in names:
-            idx = given.get(n) or _nametoindex(n)
-            if idx is None or idx in out:
-                idx, spare = spare, spare - 1
-            out[idx] = n
-        return out
+        """index -> name of every interface in ``ifconfig -a`` (see
+        :func:`parse_ifconfig` for the indexes)."""
+        return dict(self._listing().interfaces)
 
     def ifindex(self, ifname: str) -> int | None:
         for idx, name in self.interfaces().items():
@@ -315,8 +357,8 @@ class IfconfigAddresses(AddressManager):
             return [p.interface, *fam, "addif", p.cidr, "up"]
         if p.version == 6:
             return [p.interface, "inet6", p.address, "prefixlen", str(p.prefix), "alias"]
-        mask = (0xFFFFFFFF << (32 - p.prefix)) & 0xFFFFFFFF
-        return [p.interface, "inet", p.address, "netmask", f"0x{mask:08x}", "alias"]
+        mask = ipaddress.IPv4Network((0, p.prefix)).netmask
+        return [p.interface, "inet", p.address, "netmask", f"0x{int(mask):08x}", "alias"]
 
     def remove_command(self, p: IpaddrParams) -> list[str]:
         """The ifconfig arguments that remove p's address."""

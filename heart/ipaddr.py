@@ -15,8 +15,7 @@ Layers:
   applies depends on the platform: labels and the lease are Linux only).
 * :class:`AddressManager`: synchronous operations on one interface address
   (check, add, renew, remove, present), the same on every platform, over
-  per-platform primitives.  ``AddressManager()`` (or :func:`address_manager`)
-  gives :class:`NetlinkAddresses` on Linux and
+  per-platform primitives.  ``AddressManager()`` gives :class:`NetlinkAddresses` on Linux and
   :class:`heart.addr_ifconfig.IfconfigAddresses` on Solaris / illumos and the
   BSDs.  pyroute2 0.9's synchronous IPRoute runs its own event loop, so it
   cannot be used from a thread whose asyncio loop is running (and ifconfig
@@ -68,7 +67,6 @@ __all__ = [
     "IpaddrParams",
     "NetlinkAddresses",
     "address_backend",
-    "address_manager",
     "add_address",
     "address_present",
     "default_lease_us",
@@ -518,17 +516,20 @@ def _code(exc: BaseException) -> int | None:
 class AddressManager:
     """Operations on interface addresses, one implementation per platform.
 
-    ``AddressManager()`` gives this platform's (see :func:`address_manager`):
-    :class:`NetlinkAddresses` on Linux, :class:`heart.addr_ifconfig.IfconfigAddresses`
-    on Solaris / illumos, the BSDs and macOS; elsewhere AddressError.
+    ``AddressManager(**kwargs)`` is the one way to make one: it gives this
+    platform's (by ``sys.platform``, see :func:`address_backend`), with
+    ``kwargs`` passed on: :class:`NetlinkAddresses` on Linux (``ipr``),
+    :class:`heart.addr_ifconfig.IfconfigAddresses` on Solaris / illumos, the
+    BSDs and macOS (``runner``, ``ifconfig``); elsewhere AddressError
+    (ENOSYS) naming the platform.  A subclass can also be made directly.
 
     This base class holds what does not depend on the platform (find, info,
     present, check, and the add / renew / remove flow with its checks and
     messages).  A subclass provides the primitives: :meth:`interfaces`,
     :meth:`ifindex`, :meth:`addresses`, :meth:`_put` (add, or update the same
     address), :meth:`_refresh` (renew the lease), :meth:`_delete` and
-    :meth:`_del_hint`.  ``lifetimes`` says whether the platform has kernel
-    address lifetimes (the lease).
+    :meth:`_del_hint`; it may override :meth:`_operation`, which brackets
+    each public operation (check, present, add, renew, remove).
 
     Synchronous.  One instance belongs to one thread.  Use as a context
     manager or call :meth:`close`.
@@ -536,12 +537,10 @@ class AddressManager:
 
     #: "netlink", "bsd" or "sunos" (see :func:`address_backend`).
     backend = ""
-    #: Kernel address lifetimes (the lease): Linux only.
-    lifetimes = False
 
     def __new__(cls, *args: Any, **kwargs: Any) -> AddressManager:
         if cls is AddressManager:  # the factory: this platform's implementation
-            cls = _manager_class(None)
+            cls = _manager_class()
         return super().__new__(cls)
 
     def close(self) -> None:
@@ -590,6 +589,13 @@ class AddressManager:
         where = "to" if verb == "add" else "on"
         return AddressError(f"cannot {verb} {p.cidr} {where} {p.interface}: {exc}", _code(exc))
 
+    @contextlib.contextmanager
+    def _operation(self) -> Iterator[None]:
+        """Brackets one public operation (check, present, add, renew, remove),
+        so that a subclass may reuse what it read during it (IfconfigAddresses
+        runs ``ifconfig -a`` once per operation).  Here: nothing."""
+        yield
+
     # -- queries -------------------------------------------------------------
 
     def find(self, p: IpaddrParams) -> list[AddressInfo]:
@@ -604,12 +610,14 @@ class AddressManager:
         return None
 
     def present(self, p: IpaddrParams) -> bool:
-        return self.info(p) is not None
+        with self._operation():
+            return self.info(p) is not None
 
     def check(self, p: IpaddrParams) -> str | None:
         """Why p cannot be added, or None: an unknown interface, or the same
         address already there with another prefix or on another interface."""
-        problem = self._problem(p)
+        with self._operation():
+            problem = self._problem(p)
         return problem[1] if problem else None
 
     def _problem(self, p: IpaddrParams) -> tuple[int, str] | None:
@@ -638,83 +646,74 @@ class AddressManager:
         """Add p's address (with a lease where the platform has lifetimes).
         An address already there with the same prefix is updated, not an error.
         AddressError (and nothing changed) when :meth:`check` objects."""
-        if not checked:
-            problem = self._problem(p)
-            if problem:
-                raise AddressError(problem[1], problem[0])
-        index = self.ifindex(p.interface)
-        if index is None:
-            raise AddressError(f"cannot add {p.cidr} to {p.interface}: interface "
-                               f"{p.interface!r} does not exist", errno.ENODEV)
-        try:
-            self._put(p, index)
-        except AddressError:
-            raise
-        except Exception as exc:
-            if _code(exc) is None:
+        with self._operation():
+            if not checked:
+                problem = self._problem(p)
+                if problem:
+                    raise AddressError(problem[1], problem[0])
+            index = self.ifindex(p.interface)
+            if index is None:
+                raise AddressError(f"cannot add {p.cidr} to {p.interface}: interface "
+                                   f"{p.interface!r} does not exist", errno.ENODEV)
+            try:
+                self._put(p, index)
+            except AddressError:
                 raise
-            raise self._error(exc, "add", p) from exc
+            except Exception as exc:
+                if _code(exc) is None:
+                    raise
+                raise self._error(exc, "add", p) from exc
 
     def renew(self, p: IpaddrParams) -> None:
         """Refresh the lifetimes of p's address (where there are none, only
         check that it is there).  AddressError when it is no longer there: a
         vanished address is not silently re-added (the monitor reports it)."""
-        info = self.info(p)
-        if info is None:
-            raise AddressError(f"cannot renew {p.cidr} on {p.interface}: the address is no "
-                               f"longer there", errno.EADDRNOTAVAIL)
-        try:
-            self._refresh(p, info)
-        except AddressError:
-            raise
-        except Exception as exc:
-            if _code(exc) is None:
+        with self._operation():
+            info = self.info(p)
+            if info is None:
+                raise AddressError(f"cannot renew {p.cidr} on {p.interface}: the address "
+                                   f"is no longer there", errno.EADDRNOTAVAIL)
+            try:
+                self._refresh(p, info)
+            except AddressError:
                 raise
-            raise self._error(exc, "renew", p) from exc
+            except Exception as exc:
+                if _code(exc) is None:
+                    raise
+                raise self._error(exc, "renew", p) from exc
 
     def remove(self, p: IpaddrParams) -> bool:
         """Remove p's address (exactly this prefix); False when it was not there
         (also when the interface is gone)."""
-        index = self.ifindex(p.interface)
-        if index is None:
-            return False
-        try:
-            return self._delete(p, index)
-        except AddressError:
-            raise
-        except Exception as exc:
-            code = _code(exc)
-            if code in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT, errno.ESRCH):
+        with self._operation():
+            index = self.ifindex(p.interface)
+            if index is None:
                 return False
-            if code is None:
+            try:
+                return self._delete(p, index)
+            except AddressError:
                 raise
-            raise self._error(exc, "remove", p) from exc
+            except Exception as exc:
+                code = _code(exc)
+                if code in (errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT, errno.ESRCH):
+                    return False
+                if code is None:
+                    raise
+                raise self._error(exc, "remove", p) from exc
 
 
-def _manager_class(platform: str | None) -> type[AddressManager]:
-    backend = address_backend(platform)
+def _manager_class() -> type[AddressManager]:
+    """This platform's AddressManager class (for ``AddressManager()``)."""
+    backend = address_backend()
     if backend == "netlink":
         return NetlinkAddresses
     if backend in ("bsd", "sunos"):
         from heart.addr_ifconfig import IfconfigAddresses
         return IfconfigAddresses
-    plat = sys.platform if platform is None else platform
-    raise AddressError(f"cannot manage addresses on platform {plat!r}: Heart changes "
+    raise AddressError(f"cannot manage addresses on platform {sys.platform!r}: Heart changes "
                        f"addresses through netlink on Linux and through ifconfig on "
                        f"Solaris / illumos, FreeBSD, OpenBSD, NetBSD, DragonFly and macOS",
                        errno.ENOSYS)
-
-
-def address_manager(platform: str | None = None, **kwargs: Any) -> AddressManager:
-    """The AddressManager for ``platform`` (a sys.platform value; default: this
-    one): NetlinkAddresses on Linux, IfconfigAddresses with the "sunos" dialect
-    on Solaris / illumos and the "bsd" dialect on the BSDs and macOS.
-    AddressError (ENOSYS) naming the platform elsewhere.  ``kwargs`` go to the
-    class (``ipr`` for netlink; ``runner``, ``ifconfig`` for ifconfig)."""
-    cls = _manager_class(platform)
-    if cls is not NetlinkAddresses:
-        kwargs.setdefault("dialect", address_backend(platform))
-    return cls(**kwargs)
 
 
 class NetlinkAddresses(AddressManager):
@@ -726,7 +725,6 @@ class NetlinkAddresses(AddressManager):
     """
 
     backend = "netlink"
-    lifetimes = True
 
     def __init__(self, ipr: Any = None) -> None:
         self._ipr = ipr
@@ -1138,7 +1136,7 @@ class IpaddrAgent(Agent):
             return m.remove(self.params)
 
     def _present_sync(self) -> tuple[bool, str | None]:
-        with self._netlink() as m:
+        with self._netlink() as m, m._operation():     # one listing for both
             if m.ifindex(self.params.interface) is None:
                 return False, f"interface {self.params.interface!r} does not exist"
             return m.present(self.params), None

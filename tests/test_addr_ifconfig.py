@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,7 +34,6 @@ from heart.ipaddr import (
     IpaddrAgent,
     NetlinkAddresses,
     address_backend,
-    address_manager,
     make_params,
     parse_params,
     validate_params,
@@ -54,30 +54,34 @@ def A(interface, index, address, prefix, flags=0, label=None):
 # --------------------------------------------------------------------------- #
 
 
-def test_parse_freebsd():
-    got = parse_ifconfig((DATA / "freebsd.txt").read_text(), "bsd")
-    assert got == [
-        A("em0", 0, "192.0.2.5", 24),
-        A("em0", 0, "192.0.2.10", 26),
-        A("em0", 0, "fe80::5a9c:fcff:fe00:1234", 64),
-        A("em0", 0, "2001:db8::5", 64),
-        A("em0", 0, "2001:db8::10", 80, IFA_F_TENTATIVE),
-        A("em1", 0, "198.51.100.7", 32),
-        A("em1", 0, "2001:db8:1::7", 64, IFA_F_DADFAILED),
-        A("lo0", 0, "::1", 128),
-        A("lo0", 0, "fe80::1", 64),
-        A("lo0", 0, "127.0.0.1", 8),
-    ]
-    # FreeBSD prints no index: it comes from the resolver when there is one.
-    idx = {"em0": 1, "em1": 2}
-    got = parse_ifconfig((DATA / "freebsd.txt").read_text(), "bsd", idx.get)
-    assert [(a.interface, a.index) for a in got][4:7] == [("em0", 1), ("em1", 2), ("em1", 2)]
-    assert got[-1].index == 0  # lo0: unknown to the resolver
+FREEBSD = [
+    A("em0", 0, "192.0.2.5", 24),
+    A("em0", 0, "192.0.2.10", 26),
+    A("em0", 0, "fe80::5a9c:fcff:fe00:1234", 64),
+    A("em0", 0, "2001:db8::5", 64),
+    A("em0", 0, "2001:db8::10", 80, IFA_F_TENTATIVE),
+    A("em1", 0, "198.51.100.7", 32),   # em1 is not UP: on the BSDs its addresses count
+    A("em1", 0, "2001:db8:1::7", 64, IFA_F_DADFAILED),
+    A("lo0", 0, "::1", 128),
+    A("lo0", 0, "fe80::1", 64),
+    A("lo0", 0, "127.0.0.1", 8),
+]
 
 
-def test_parse_openbsd_index_lines():
-    got = parse_ifconfig((DATA / "openbsd.txt").read_text(), "bsd", lambda n: 99)
-    assert got == [
+def _indexed(addrs, idx):
+    return [A(a.interface, idx.get(a.interface, 0), a.address, a.prefix, a.flags, a.label)
+            for a in addrs]
+
+
+@pytest.mark.parametrize("sample, dialect, resolver, interfaces, addresses", [
+    # FreeBSD prints no index: without a resolver the addresses get 0 and the
+    # interfaces made-up negative indexes
+    ("freebsd.txt", "bsd", None, {-1: "em0", -2: "em1", -3: "lo0"}, FREEBSD),
+    # ... with one, the resolver's (lo0: unknown to it)
+    ("freebsd.txt", "bsd", {"em0": 1, "em1": 2}.get, {1: "em0", 2: "em1", -1: "lo0"},
+     _indexed(FREEBSD, {"em0": 1, "em1": 2})),
+    # OpenBSD's "index N" lines win over the resolver
+    ("openbsd.txt", "bsd", lambda n: 99, {5: "lo0", 1: "em0", 2: "enc0", 6: "pflog0"}, [
         A("lo0", 5, "::1", 128),
         A("lo0", 5, "fe80::1", 64),
         A("lo0", 5, "127.0.0.1", 8),
@@ -85,12 +89,8 @@ def test_parse_openbsd_index_lines():
         A("em0", 1, "192.0.2.10", 24),
         A("em0", 1, "fe80::21b:21ff:feaa:bbcc", 64),
         A("em0", 1, "2001:db8::10", 64),
-    ]
-
-
-def test_parse_macos():
-    got = parse_ifconfig((DATA / "macos.txt").read_text(), "bsd")
-    assert got == [
+    ]),
+    ("macos.txt", "bsd", None, {-1: "lo0", -2: "gif0", -3: "stf0", -4: "en0"}, [
         A("lo0", 0, "127.0.0.1", 8),
         A("lo0", 0, "::1", 128),
         A("lo0", 0, "fe80::1", 64),
@@ -99,12 +99,9 @@ def test_parse_macos():
         A("en0", 0, "2001:db8::1c8a:5b2f:9d3e:4a71", 64),
         A("en0", 0, "2001:db8::10", 64),
         A("en0", 0, "192.0.2.10", 24),
-    ]
-
-
-def test_parse_illumos_logical_interfaces():
-    got = parse_ifconfig((DATA / "illumos.txt").read_text(), "sunos")
-    assert got == [
+    ]),
+    # logical interfaces: the address on the physical one, labelled
+    ("illumos.txt", "sunos", lambda n: 99, {1: "lo0", 2: "e1000g0", 3: "net1"}, [
         A("lo0", 1, "127.0.0.1", 8),
         A("e1000g0", 2, "192.0.2.5", 24),
         A("e1000g0", 2, "192.0.2.10", 26, label="e1000g0:1"),
@@ -114,7 +111,43 @@ def test_parse_illumos_logical_interfaces():
         A("lo0", 1, "::1", 128),
         A("e1000g0", 2, "fe80::a00:27ff:fe75:c95d", 10),
         A("e1000g0", 2, "2001:db8::10", 64, label="e1000g0:1"),
-    ]
+    ]),
+])
+def test_parse(sample, dialect, resolver, interfaces, addresses):
+    got = parse_ifconfig((DATA / sample).read_text(), dialect, resolver)
+    assert got.addresses == addresses
+    if interfaces is not None:
+        assert got.interfaces == interfaces
+        assert list(got.interfaces.values()) == list(interfaces.values())  # listed order
+    assert tuple(got) == (got.interfaces, got.addresses)
+
+
+def test_parse_sunos_logical_interface_not_up_is_not_present():
+    """Solaris: a logical interface without UP holds an address that is not in
+    use, so it is left out (the interface itself is still listed)."""
+    text = ("net0: flags=1000843<UP,BROADCAST,RUNNING,MULTICAST,IPv4> mtu 1500 index 2\n"
+            "\tinet 192.0.2.5 netmask ffffff00 broadcast 192.0.2.255\n"
+            "net0:1: flags=1000842<BROADCAST,RUNNING,MULTICAST,IPv4> mtu 1500 index 2\n"
+            "\tinet 192.0.2.10 netmask ffffff00 broadcast 192.0.2.255\n"
+            "net0:2: flags=1000843<UP,BROADCAST,RUNNING,MULTICAST,IPv4> mtu 1500 index 2\n"
+            "\tinet 192.0.2.11 netmask ffffff00 broadcast 192.0.2.255\n"
+            "net0:1: flags=2000840<RUNNING,MULTICAST,IPv6> mtu 1500 index 2\n"
+            "\tinet6 2001:db8::10/64\n")
+    got = parse_ifconfig(text, "sunos")
+    assert got.interfaces == {2: "net0"}
+    assert got.addresses == [A("net0", 2, "192.0.2.5", 24),
+                             A("net0", 2, "192.0.2.11", 24, label="net0:2")]
+    # the same down interface in the BSD dialect: the address counts there
+    bsd = text.replace("net0:1:", "net1:").replace("net0:2:", "net2:")
+    assert ("192.0.2.10", 24) in {(a.address, a.prefix)
+                                  for a in parse_ifconfig(bsd, "bsd").addresses}
+    # through the manager: not present, and add brings up a logical interface
+    m, rec = manager("sunos", text)
+    p = params("net0", "192.0.2.10/24", "sunos5")
+    assert not m.present(p) and m.check(p) is None
+    m.add(p)
+    assert rec.calls == [["net0", "addif", "192.0.2.10/24", "up"]]
+    assert m.present(p)
 
 
 def test_parse_other_forms_and_errors():
@@ -123,12 +156,23 @@ def test_parse_other_forms_and_errors():
             "\tinet 192.0.2.10/26 broadcast 192.0.2.63\n"       # FreeBSD -f inet:cidr
             "\tinet 192.0.2.11 netmask 255.255.255.0\n"         # dotted mask
             "\tinet6 2001:db8::10/64\n")
-    assert parse_ifconfig(text, "bsd") == [A("vtnet0", 0, "192.0.2.10", 26),
-                                           A("vtnet0", 0, "192.0.2.11", 24),
-                                           A("vtnet0", 0, "2001:db8::10", 64)]
+    assert parse_ifconfig(text, "bsd").addresses == [A("vtnet0", 0, "192.0.2.10", 26),
+                                                     A("vtnet0", 0, "192.0.2.11", 24),
+                                                     A("vtnet0", 0, "2001:db8::10", 64)]
     with pytest.raises(ValueError, match="not contiguous"):
         parse_ifconfig("em0: flags=8843<UP> mtu 1500\n\tinet 192.0.2.1 netmask 0xff00ff00\n",
                        "bsd")
+    for mask in ("0x000000ff", "0.0.0.255", "255.0.255.0"):  # a host mask is no netmask
+        with pytest.raises(ValueError, match="not contiguous"):
+            parse_ifconfig(f"em0: flags=8843<UP> mtu 1500\n\tinet 192.0.2.1 netmask {mask}\n",
+                           "bsd")
+    with pytest.raises(ValueError, match="out of range"):
+        parse_ifconfig("em0: flags=8843<UP> mtu 1500\n\tinet 192.0.2.1 netmask 0x1ffffff00\n",
+                       "bsd")
+    for mask, prefix in (("0x00000000", 0), ("ffffffff", 32), ("255.255.255.128", 25)):
+        got = parse_ifconfig(f"em0: flags=8843<UP> mtu 1500\n\tinet 192.0.2.1 netmask {mask}\n",
+                             "bsd")
+        assert got.addresses == [A("em0", 0, "192.0.2.1", prefix)]
     with pytest.raises(ValueError, match="cannot read this line"):
         parse_ifconfig("em0: flags=8843<UP> mtu 1500\n\tinet 192.0.2.300 netmask 0xffffff00\n",
                        "bsd")
@@ -165,13 +209,15 @@ net0: flags=2000841<UP,RUNNING,MULTICAST,IPv6> mtu 1500 index 2
 class Recorder:
     """A runner: answers ``-a`` with a listing that follows what was added and
     removed (one line per address, appended under its interface), records
-    every other command, and fails those listed in ``fail`` (argv tuple ->
-    (rc, stderr)) or raises ``raise_``."""
+    every other command in ``calls`` (and every command, ``-a`` included, in
+    ``log``), and fails those listed in ``fail`` (argv tuple -> (rc, stderr))
+    or raises ``raise_``."""
 
     def __init__(self, listing, dialect):
         self.listing = listing
         self.dialect = dialect
         self.calls: list[list[str]] = []
+        self.log: list[list[str]] = []
         self.fail: dict[tuple, tuple[int, str]] = {}
         self.raise_: BaseException | None = None
 
@@ -179,6 +225,7 @@ class Recorder:
         argv = list(argv)
         assert argv[0] == "/sbin/ifconfig"
         args = argv[1:]
+        self.log.append(args)
         if args == ["-a"]:
             return SimpleNamespace(returncode=0, stdout=self.listing, stderr="")
         self.calls.append(args)
@@ -253,6 +300,50 @@ def test_commands(dialect, ifname, cidr, add, remove):
     with pytest.raises(AddressError) as ei:
         m.renew(p)
     assert ei.value.errno == errno.EADDRNOTAVAIL and "no longer there" in str(ei.value)
+
+
+@pytest.mark.parametrize("dialect", ["bsd", "sunos"])
+def test_one_listing_per_operation(dialect):
+    """ifconfig -a runs once per public operation; a change drops the parse,
+    so the next operation (and a re-check after a change) lists afresh."""
+    m, rec = manager(dialect)
+    ifname = "em0" if dialect == "bsd" else "net0"
+    p = params(ifname, "192.0.2.10/24")
+    add, remove = m.add_command(p), m.remove_command(p)
+    m.add(p)
+    assert rec.log == [["-a"], add]
+    rec.log.clear()
+    m.add(p)          # already there: one listing, no command
+    assert rec.log == [["-a"]]
+    for op in (m.check, m.present, m.renew):
+        rec.log.clear()
+        op(p)
+        assert rec.log == [["-a"]], op
+    rec.log.clear()
+    assert m.remove(p) is True
+    assert rec.log == [["-a"], remove]
+    rec.log.clear()
+    assert m.remove(p) is False
+    assert rec.log == [["-a"]]
+    # outside an operation every query lists
+    rec.log.clear()
+    m.info(p), m.ifindex(ifname), m.interfaces()
+    assert rec.log == [["-a"]] * 3
+    # a failed removal re-lists after the command (the cache is gone)
+    m.add(p)
+    rec.log.clear()
+    rec.fail[tuple(remove)] = (1, "ifconfig: Can't assign requested address")
+    with pytest.raises(AddressError) as ei:
+        m.remove(p)      # still listed: an error
+    assert ei.value.errno == errno.EADDRNOTAVAIL
+    assert rec.log == [["-a"], remove, ["-a"]]
+    # and a listing that fails is not kept
+    rec.log.clear()
+    m._run = lambda args, what: (_ for _ in ()).throw(AddressError("boom"))
+    with pytest.raises(AddressError):
+        m.present(p)
+    del m._run
+    assert m.present(p) and m._cached is None and rec.log == [["-a"]]
 
 
 @pytest.mark.parametrize("dialect, hint", [
@@ -376,23 +467,33 @@ def test_default_runner_runs_a_real_program(tmp_path):
     ("netbsd10", "bsd"), ("darwin", "bsd"), ("dragonfly6", "bsd"),
     ("win32", None), ("cygwin", None), ("aix7", None),
 ])
-def test_backend_per_platform(platform, backend):
+def test_backend_per_platform(platform, backend, monkeypatch):
+    """AddressManager(), the one factory, picks by sys.platform."""
     assert address_backend(platform) == backend
+    monkeypatch.setattr(sys, "platform", platform)
+    assert address_backend() == backend
     if backend is None:
         with pytest.raises(AddressError) as ei:
-            address_manager(platform)
+            AddressManager()
         assert ei.value.errno == errno.ENOSYS
         assert f"cannot manage addresses on platform {platform!r}" in str(ei.value)
         return
-    m = address_manager(platform)
+    m = AddressManager()
     try:
         assert m.backend == backend and isinstance(m, AddressManager)
         if backend == "netlink":
-            assert type(m) is NetlinkAddresses and m.lifetimes
+            assert type(m) is NetlinkAddresses
         else:
-            assert type(m) is IfconfigAddresses and m.dialect == backend and not m.lifetimes
+            assert type(m) is IfconfigAddresses and m.dialect == backend
+            assert "backend" not in vars(m)  # one attribute: backend is the dialect
     finally:
         m.close()
+    assert not hasattr(m, "lifetimes")
+    # kwargs go to the platform's class
+    if backend != "netlink":
+        rec = Recorder(BSD_LISTING, backend)
+        m = AddressManager(runner=rec, ifconfig="/sbin/ifconfig")
+        assert type(m) is IfconfigAddresses and m.runner is rec and m.dialect == backend
 
 
 def test_address_manager_here_is_netlink():

@@ -5,6 +5,7 @@ wire are in test_ipaddr_netns.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import threading
 import time
@@ -281,6 +282,9 @@ class FakeManager:
     def close(self):
         with self.k.lock:
             self.k.closed_managers += 1
+
+    def _operation(self):
+        return contextlib.nullcontext()
 
     def _note(self, what):
         with self.k.lock:
