@@ -88,9 +88,20 @@ HB_HIDDEN int hb_send_batch(int fd, hb_dgram *d, int n);
  *   hb_eth_fd(h)                pollable for hb_eth_recv
  *   hb_eth_hwaddr, hb_eth_ifindex, hb_eth_close (NULL is fine)
  *
+ * Shared by the backends (core/eth_common.c): hb_eth_open_failed_call()
+ * itself, hb_eth_set_failed_call() to record the call that failed (the text
+ * must outlive the call: a literal, or a thread-local buffer), and
+ * hb_eth_lookup(), the first step of hb_eth_open: NULL / empty name ->
+ * -EINVAL, a name of namsiz or more or no such interface -> -ENODEV, else 0
+ * and the index (*out is set to NULL).
+ *
  * Frames are built and parsed by the core (frames.c); the announcer
  * (announce.c) is core code on top of these.  A backend without raw frames
  * answers -ENOSYS from hb_eth_open (platform/none). */
+
+HB_HIDDEN void hb_eth_set_failed_call(const char *call);
+HB_HIDDEN int hb_eth_lookup(const char *ifname, hb_eth **out, size_t namsiz,
+                            unsigned *ifindex);
 
 /* ---- portable implementations (core/portable.c) ---- */
 

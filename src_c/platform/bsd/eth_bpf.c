@@ -53,13 +53,6 @@ struct hb_eth {
     size_t end;    /* bytes read into buf */
 };
 
-static _Thread_local const char *failed_call = "";
-
-const char *hb_eth_open_failed_call(void)
-{
-    return failed_call;
-}
-
 /* Accept ARP, and ICMPv6 type 136 in IPv6 with next header 58; drop the
  * rest, VLAN-tagged frames (ethertype 0x8100) included. */
 static struct bpf_insn claim_filter[] = {
@@ -77,7 +70,7 @@ static struct bpf_insn claim_filter[] = {
 /* Record which call failed, close fd (if open), return -err. */
 static int fail(int fd, const char *call, int err)
 {
-    failed_call = call;
+    hb_eth_set_failed_call(call);
     if (fd >= 0)
         close(fd);
     return -err;
@@ -136,20 +129,12 @@ int hb_eth_open(const char *ifname, hb_eth **out)
     struct bpf_program prog;
     u_int one = 1;
 
-    failed_call = "";
-    if (out == NULL || ifname == NULL || ifname[0] == '\0')
-        return fail(-1, "hb_eth_open", EINVAL);
-    *out = NULL;
-    size_t n = strnlen(ifname, IFNAMSIZ);
-    if (n >= IFNAMSIZ)
-        return fail(-1, "if_nametoindex", ENODEV); /* no name is that long */
     /* before the device: an unknown name needs no privilege to say so */
-    unsigned ifindex = if_nametoindex(ifname);
-    if (ifindex == 0) {
-        int err = errno;
-        return fail(-1, "if_nametoindex",
-                    err == 0 || err == ENXIO ? ENODEV : err);
-    }
+    unsigned ifindex;
+    int rc = hb_eth_lookup(ifname, out, IFNAMSIZ, &ifindex);
+    if (rc < 0)
+        return rc;
+    size_t n = strlen(ifname);
 
     int fd = open_bpf();
     if (fd < 0) {
@@ -213,7 +198,7 @@ int hb_eth_open(const char *ifname, hb_eth **out)
         return fail(fd, "ioctl(BIOCGBLEN)", EINVAL);
 
     uint8_t mac[HB_ETH_ALEN];
-    int rc = link_address(ifname, mac);
+    rc = link_address(ifname, mac);
     if (rc < 0)
         return fail(fd, "getifaddrs(AF_LINK)", -rc);
 

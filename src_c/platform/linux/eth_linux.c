@@ -29,13 +29,6 @@ struct hb_eth {
     uint8_t mac[HB_ETH_ALEN];
 };
 
-static _Thread_local const char *failed_call = "";
-
-const char *hb_eth_open_failed_call(void)
-{
-    return failed_call;
-}
-
 /* Accept ARP and ICMPv6 type 136 (next header 58 at byte 20, type at byte
  * 54: no extension headers), drop VLAN-tagged and outgoing frames. */
 static struct sock_filter claim_filter[] = {
@@ -57,7 +50,7 @@ static struct sock_filter claim_filter[] = {
 /* Record which call failed, close fd (if open), return -err. */
 static int fail(int fd, const char *call, int err)
 {
-    failed_call = call;
+    hb_eth_set_failed_call(call);
     if (fd >= 0)
         close(fd);
     return -err;
@@ -69,19 +62,11 @@ int hb_eth_open(const char *ifname, hb_eth **out)
     struct sockaddr_ll sll;
     struct sock_fprog prog;
 
-    failed_call = "";
-    if (out == NULL || ifname == NULL || ifname[0] == '\0')
-        return fail(-1, "hb_eth_open", EINVAL);
-    *out = NULL;
-    size_t n = strnlen(ifname, IFNAMSIZ);
-    if (n >= IFNAMSIZ)
-        return fail(-1, "if_nametoindex", ENODEV); /* no name is that long */
-    unsigned ifindex = if_nametoindex(ifname);
-    if (ifindex == 0) {
-        int err = errno;
-        return fail(-1, "if_nametoindex",
-                    err == 0 || err == ENXIO ? ENODEV : err);
-    }
+    unsigned ifindex;
+    int rc = hb_eth_lookup(ifname, out, IFNAMSIZ, &ifindex);
+    if (rc < 0)
+        return rc;
+    size_t n = strlen(ifname);
 
     /* protocol 0: nothing is received before the filter is attached and
      * bind names the protocol */

@@ -26,13 +26,9 @@ struct hb_eth {
     int unused;
 };
 
-const char *hb_eth_open_failed_call(void)
-{
-    return "hb_eth_open (the none backend has no raw frames)";
-}
-
 int hb_eth_open(const char *ifname, hb_eth **out)
 {
+    hb_eth_set_failed_call("hb_eth_open (the none backend has no raw frames)");
     if (out != NULL)
         *out = NULL;
     return -ENOSYS;

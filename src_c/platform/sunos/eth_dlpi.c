@@ -90,13 +90,7 @@ struct hb_eth {
     uint8_t rbuf[HB_ETH_HLEN + HB_DL_DATA_MAX];
 };
 
-static _Thread_local const char *failed_call = "";
-static _Thread_local char failed_buf[128];
-
-const char *hb_eth_open_failed_call(void)
-{
-    return failed_call;
-}
+static _Thread_local char failed_buf[128]; /* hb_eth_open_failed_call()'s text */
 
 static const char *dl_prim_name(t_uscalar_t p)
 {
@@ -175,7 +169,7 @@ static int fail(hb_eth *h, const char *call, int err)
     if (call != failed_buf) {
         snprintf(failed_buf, sizeof failed_buf, "%s", call);
     }
-    failed_call = failed_buf;
+    hb_eth_set_failed_call(failed_buf);
     if (h != NULL) {
         if (h->fd >= 0)
             close(h->fd);
@@ -391,19 +385,12 @@ int hb_eth_open(const char *ifname, hb_eth **out)
     dl_info_ack_t info;
     int rc;
 
-    failed_call = "";
-    if (out == NULL || ifname == NULL || ifname[0] == '\0')
-        return fail(NULL, "hb_eth_open", EINVAL);
-    *out = NULL;
-    size_t n = strnlen(ifname, HB_DL_NAMSIZ);
-    if (n >= HB_DL_NAMSIZ || strchr(ifname, '/') != NULL)
-        return fail(NULL, "if_nametoindex", ENODEV); /* no such name */
-    unsigned ifindex = if_nametoindex(ifname);
-    if (ifindex == 0) {
-        int err = errno;
-        return fail(NULL, "if_nametoindex",
-                    err == 0 || err == ENXIO ? ENODEV : err);
-    }
+    unsigned ifindex;
+    rc = hb_eth_lookup(ifname, out, HB_DL_NAMSIZ, &ifindex);
+    if (rc < 0)
+        return rc;
+    if (strchr(ifname, '/') != NULL) /* it would name another device node */
+        return fail(NULL, "if_nametoindex", ENODEV);
     have_ppa = split_ppa(ifname, drv, sizeof drv, &ppa) == 0;
 
     hb_eth *h = calloc(1, sizeof *h);
@@ -535,7 +522,7 @@ int hb_eth_open(const char *ifname, hb_eth **out)
     if (fl < 0 || fcntl(h->fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return fail(h, "fcntl(F_SETFL, O_NONBLOCK)", errno);
 
-    failed_call = "";
+    hb_eth_set_failed_call("");
     *out = h;
     return 0;
 }
