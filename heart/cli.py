@@ -58,12 +58,17 @@ def _config_path(args: argparse.Namespace) -> str:
 
 
 def _load(args: argparse.Namespace, path: str | None = None, read_keys: bool = False):
-    """The configuration; the key file is read only by the commands that
-    need keys (run, check-config), so `heart status` works without it."""
+    """The configuration, read once per command; the key file is read only by
+    the commands that need keys (run, check-config), so `heart status` works
+    without it."""
     from heart import config
 
-    return config.load(path or _config_path(args), node_name=getattr(args, "node", None),
-                       read_keys=read_keys)
+    key = (path or _config_path(args), read_keys)
+    cached = getattr(args, "_config", None)
+    if cached is None or cached[0] != key:
+        cfg = config.load(key[0], node_name=getattr(args, "node", None), read_keys=read_keys)
+        args._config = cached = (key, cfg)
+    return cached[1]
 
 
 def _socket(args: argparse.Namespace) -> str:
@@ -132,39 +137,36 @@ def _cmd_status(args: argparse.Namespace) -> int:
     sock = _socket(args)
     args.socket = sock
     if args.watch and not args.json:
-        from heart import journal, watch
+        from heart import watch
 
         # The live view also shows the newest journal events, when this
         # node's journal is readable here (best effort: never an error).
-        try:
-            db: str | None = os.path.join(_load(args).state_dir, "journal.db")
-        except Exception:
-            db = None
-
         def fetch() -> dict:
             st = _control(args, "status")
-            if db is not None:
+            try:
+                j = _journal(args)
                 try:
-                    j = journal.open_readonly(db)
-                    try:
-                        st["events"] = j.events(limit=watch.MAX_EVENTS)
-                    finally:
-                        j.close()
-                except Exception:
-                    pass
+                    st["events"] = j.events(limit=watch.MAX_EVENTS)
+                finally:
+                    j.close()
+            except Exception:
+                pass
             return st
 
         return watch.run(fetch, args.watch)
-    while True:
-        st = _control(args, "status")
-        st.pop("ok", None)
-        if args.json:
-            print(json.dumps(st, indent=2, sort_keys=True), flush=True)
-        else:
-            print(status.format_status(st))
-        if not args.watch:
-            return 0
-        time.sleep(args.watch)
+    try:
+        while True:
+            st = _control(args, "status")
+            st.pop("ok", None)
+            if args.json:
+                print(json.dumps(st, indent=2, sort_keys=True), flush=True)
+            else:
+                print(status.format_status(st))
+            if not args.watch:
+                return 0
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0            # ^C is how --watch ends, as in the live view
 
 
 def _cmd_simple(args: argparse.Namespace) -> int:
@@ -195,7 +197,7 @@ def _cmd_reload(args: argparse.Namespace) -> int:
 def _journal(args: argparse.Namespace):
     from heart import journal
 
-    state_dir = args.state_dir or _load(args).state_dir
+    state_dir = getattr(args, "state_dir", None) or _load(args).state_dir
     return journal.open_readonly(os.path.join(state_dir, "journal.db"))
 
 

@@ -333,7 +333,8 @@ def test_cli_watch_json_prints_one_document_per_refresh(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "_control", fake_control)
     monkeypatch.setattr(cli.time, "sleep", lambda s: None)
-    cli.main(["status", "--socket", "/nonexistent/heart.sock", "--json", "--watch", "0.1"])
+    assert cli.main(["status", "--socket", "/nonexistent/heart.sock", "--json", "--watch",
+                     "0.1"]) == 0           # ^C ends it, as it ends the live view
     out = capsys.readouterr().out
     assert out.count('"cluster": "test"') == 2
 
