@@ -354,15 +354,22 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def event_subject(ev: dict) -> str:
+    """What an event is about: its node, its resource, or resource@node."""
+    node, res = ev.get("node"), ev.get("resource")
+    return f"{res}@{node}" if node and res else (node or res or "-")
+
+
+def event_summary(ev: dict) -> str:
+    """Its summary on one line."""
+    return _one_line(ev.get("summary", ""))
+
+
 def format_event(ev: dict) -> str:
     """One line: local time, kind, subject (node, resource or resource@node),
     summary."""
-    node, res = ev.get("node"), ev.get("resource")
-    if node and res:
-        subject = f"{res}@{node}"
-    else:
-        subject = node or res or "-"
-    return f"{_stamp(ev['time'])} {ev['kind']:<16} {subject:<12} {_one_line(ev['summary'])}"
+    return (f"{_stamp(ev['time'])} {ev['kind']:<16} {event_subject(ev):<12} "
+            f"{event_summary(ev)}")
 
 
 # ----------------------------------------------------------------------------

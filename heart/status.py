@@ -22,6 +22,12 @@ def _mem(attrs: dict) -> str:
     return f"{mb / 1024:.1f}G" if mb >= 1024 else f"{mb}M"
 
 
+def is_live(node: dict) -> bool:
+    """The node runs now (this node, or a peer heard up or late); otherwise
+    what it holds is what its last record said, and it may still run."""
+    return node.get("state") in ("self", "up", "late")
+
+
 def _links(node: dict) -> str:
     links = node.get("links") or {}
     if node.get("state") == "self":
@@ -40,7 +46,7 @@ def format_status(st: dict[str, Any]) -> str:
         load = attrs.get("load1")
         held = n.get("held") or {}
         holds = ",".join(u if s == "started" else f"{u}({s})" for u, s in held.items())
-        if holds and n.get("state") not in ("self", "up", "late"):
+        if holds and not is_live(n):
             holds = "last:" + holds      # what its last record said; it may still run
         heard = n.get("last_heard_ms")
         rows.append([n["name"], str(n["id"]), n.get("state", "?")

@@ -28,6 +28,9 @@ from rich.styled import Styled
 from rich.table import Table
 from rich.text import Text
 
+from heart import journal
+from heart.status import is_live
+
 GAP = 2                 # spaces between two columns
 MAX_EVENTS = 5          # journal events shown at the bottom
 LINKS_NAMED_MAX = 18    # wider LINKS cells show states only (up/down), and a legend
@@ -133,7 +136,7 @@ def _holds_cell(node: dict) -> Text:
     held = node.get("held") or {}
     if not held:
         return Text("-")
-    alive = node.get("state") in ("self", "up", "late")
+    alive = is_live(node)
     parts = [Text(u) if s == "started" else Text(f"{u}({s})", style="yellow")
              for u, s in held.items()]
     cell = Text(",").join(parts)
@@ -265,9 +268,8 @@ def _resources(st: dict, width: int) -> Table:
 def _events(st: dict, width: int) -> list[Text]:
     out = [Text("EVENTS", style="bold")]
     for ev in list(st["events"])[-MAX_EVENTS:]:
-        node, res = ev.get("node"), ev.get("resource")
-        subject = _cut(f"{res}@{node}" if node and res else (node or res or "-"), 14)
-        summary = " ".join(str(ev.get("summary", "")).split())
+        subject = _cut(journal.event_subject(ev), 14)
+        summary = journal.event_summary(ev)
         try:
             stamp = _clock(float(ev["time"]))
         except (KeyError, TypeError, ValueError):
