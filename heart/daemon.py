@@ -384,7 +384,7 @@ class Daemon:
 
     def _on_handler_result(self, r: dispatch.ActionResult) -> None:
         if self.metrics is not None:
-            self.metrics.handler(r.action, _metrics_result(r))
+            self.metrics.handler(r.action, r.outcome)
         if not r.ok:
             self._event("handler", f"handler for {r.action} failed: "
                         f"{r.error or ('timed out' if r.timed_out else f'exit {r.rc}')}",
@@ -393,7 +393,7 @@ class Daemon:
 
     def _on_action_result(self, r: dispatch.ActionResult) -> None:
         if self.metrics is not None and r.resource:
-            self.metrics.action(r.resource, r.action, _metrics_result(r))
+            self.metrics.action(r.resource, r.action, r.outcome)
         if r.action != "monitor" or r.ok:
             return
         unit = self.cfg.unit_of(r.resource)
@@ -1583,12 +1583,6 @@ def _outcome(r: dispatch.ActionResult | None) -> str:
     if r.timed_out:
         return f"timed out after {r.duration_s:.1f} s, killed"
     return f"{'ok' if r.ok else 'failed'}, rc {r.rc}, {r.duration_s:.2f} s"
-
-
-def _metrics_result(r: dispatch.ActionResult) -> str:
-    from heart.metrics import action_result
-
-    return action_result(r.ok, r.timed_out, r.error)
 
 
 def _result_evidence(r: dispatch.ActionResult | None) -> dict:

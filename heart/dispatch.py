@@ -122,6 +122,15 @@ class ActionResult:
     status: str = ""
     command: str | None = None
 
+    @property
+    def outcome(self) -> str:
+        """ok | timeout | error (it could not run) | failed (it ran and failed)."""
+        if self.ok:
+            return "ok"
+        if self.timed_out:
+            return "timeout"
+        return "error" if self.error else "failed"
+
 
 # --------------------------------------------------------------------------- #
 # Running one command

@@ -40,17 +40,6 @@ BUCKETS = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75
 Snapshot = dict[str, Any]
 
 
-def action_result(ok: bool, timed_out: bool, error: str | None) -> str:
-    """The ``result`` label of an action: ok | timeout | error | failed."""
-    if ok:
-        return "ok"
-    if timed_out:
-        return "timeout"
-    if error:
-        return "error"
-    return "failed"
-
-
 class Monotonic:
     """Raw counts read from the engine, as counter values that never go down:
     should a raw count ever restart from zero (a peer's statistics reset),

@@ -827,3 +827,16 @@ def test_run_fence(tmp_path):
     ok, bad = asyncio.run(main())
     assert ok.ok and ok.action == "fence" and ok.output == "fencing beta (fence) in web\n"
     assert not bad.ok and bad.error.startswith(f"cannot execute {tmp_path / 'nope'}: ")
+
+
+def test_action_result_outcome():
+    """The one word metrics and logs use for how an action ended."""
+    def r(**kw):
+        base = dict(resource="vip", action="start", ok=False, rc=1, timed_out=False,
+                    output="", duration_s=0.1)
+        return d.ActionResult(**{**base, **kw})
+
+    assert r(ok=True, rc=0).outcome == "ok"
+    assert r(timed_out=True, rc=None).outcome == "timeout"
+    assert r(rc=None, error="exec failed: No such file").outcome == "error"
+    assert r().outcome == "failed"
