@@ -38,10 +38,9 @@ XLIBDIR=$SYSROOT/usr/lib/$TRIPLET
 HOST_PKGS=(gcc-$TRIPLET libc6-dev-$ARCH-cross qemu-user gcc libc6-dev libssl-dev)
 TARGET_PKGS=(libssl3:$ARCH libssl-dev:$ARCH)
 TESTS=(test_wire test_replay test_detector test_frames)
-LIB_SRCS=(util crypto wire replay detector frames announce portable)
-# the raw-frame handle of the none backend (hb_eth_open: ENOSYS), for the
-# announcer that test_frames links; its byte-exact frames need no backend
-PLATFORM_SRCS=(platform/none/platform_none.c)
+# libheart's sources: the one rule (tools/heart_sources.py) with the none
+# backend (hb_eth_open: ENOSYS, for the announcer test_frames links; its
+# byte-exact frames need no backend)
 
 say() { printf '[bigendian] %s\n' "$*"; }
 setup_fail() {
@@ -162,10 +161,12 @@ INC=(-I"$ROOT/src_c/include" -I"$ROOT/src_c/core" -I"$ROOT/tests/c")
 XINC=(-isystem "$SYSROOT/usr/include" -isystem "$SYSROOT/usr/include/$TRIPLET")
 # rpath to the private libcrypto, so `qemu-s390x -L /usr/s390x-linux-gnu
 # build/bigendian/test_wire` runs a test by hand too
-XLD=(-L"$XLIBDIR" -Wl,-rpath,"$XLIBDIR" -lcrypto -lm)
+XLD=(-L"$XLIBDIR" -Wl,-rpath,"$XLIBDIR" -lcrypto -lm -lpthread)
 lib=()
-for s in "${LIB_SRCS[@]}"; do lib+=("$ROOT/src_c/core/$s.c"); done
-for s in "${PLATFORM_SRCS[@]}"; do lib+=("$ROOT/src_c/$s"); done
+while read -r s; do
+    case "$s" in backend=*) ;; *) lib+=("$ROOT/$s") ;; esac
+done < <(python3 "$ROOT/tools/heart_sources.py" --backend none)
+[ "${#lib[@]}" -gt 1 ] || { say "tools/heart_sources.py gave no sources"; exit 1; }
 
 mkdir -p "$OUT/native"
 say "building with $($XCC --version | sed -n 1p)"
@@ -178,7 +179,7 @@ done
     "$HERE/interop.c" "${lib[@]}" "${XLD[@]}"
 # the same interop program for this host
 cc "${CFLAGS[@]}" "${INC[@]}" -o "$OUT/native/interop" "$HERE/interop.c" \
-    "${lib[@]}" -lcrypto -lm
+    "${lib[@]}" -lcrypto -lm -lpthread
 
 xrun() { "$QEMU" -L "$TARGET_ROOT" "$@"; }
 
