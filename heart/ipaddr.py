@@ -590,6 +590,20 @@ class AddressManager:
         return AddressError(f"cannot {verb} {p.cidr} {where} {p.interface}: {exc}", _code(exc))
 
     @contextlib.contextmanager
+    def _errors_as(self, verb: str, p: IpaddrParams) -> Iterator[None]:
+        """An error with a code (netlink's, a system call's) raised in the
+        block becomes an AddressError naming verb and p; AddressError and
+        errors without a code pass through."""
+        try:
+            yield
+        except AddressError:
+            raise
+        except Exception as exc:
+            if _code(exc) is None:
+                raise
+            raise self._error(exc, verb, p) from exc
+
+    @contextlib.contextmanager
     def _operation(self) -> Iterator[None]:
         """Brackets one public operation (check, present, add, renew, remove),
         so that a subclass may reuse what it read during it (IfconfigAddresses
@@ -655,14 +669,8 @@ class AddressManager:
             if index is None:
                 raise AddressError(f"cannot add {p.cidr} to {p.interface}: interface "
                                    f"{p.interface!r} does not exist", errno.ENODEV)
-            try:
+            with self._errors_as("add", p):
                 self._put(p, index)
-            except AddressError:
-                raise
-            except Exception as exc:
-                if _code(exc) is None:
-                    raise
-                raise self._error(exc, "add", p) from exc
 
     def renew(self, p: IpaddrParams) -> None:
         """Refresh the lifetimes of p's address (where there are none, only
@@ -673,14 +681,8 @@ class AddressManager:
             if info is None:
                 raise AddressError(f"cannot renew {p.cidr} on {p.interface}: the address "
                                    f"is no longer there", errno.EADDRNOTAVAIL)
-            try:
+            with self._errors_as("renew", p):
                 self._refresh(p, info)
-            except AddressError:
-                raise
-            except Exception as exc:
-                if _code(exc) is None:
-                    raise
-                raise self._error(exc, "renew", p) from exc
 
     def remove(self, p: IpaddrParams) -> bool:
         """Remove p's address (exactly this prefix); False when it was not there
