@@ -425,6 +425,21 @@ class _Builder:
         save_state(paths, self.st)
 
 
+def _how_it_ended(pid: int) -> str:
+    """How a daemon this process started has ended (it is our child: its
+    exit status is ours to collect), for the error that says so."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return "exited"
+    if not done:
+        return "is no longer the daemon that was started"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return f"was killed by signal {sig} ({signal.Signals(sig).name})"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+
+
 def _log_tail(path: str, lines: int = 8) -> str:
     try:
         with open(path, errors="replace") as f:
@@ -748,8 +763,9 @@ def _wait_agreed(paths: Paths, st: dict, timeout: float) -> str:
     while time.monotonic() < end:
         for n in st["nodes"]:
             if not is_our_daemon(n, paths.config):
-                raise LabError(f"the daemon of {n['name']} (pid {n['pid']}) exited; the "
-                               f"end of {paths.log(n['name'])}:{_log_tail(paths.log(n['name']))}")
+                raise LabError(f"the daemon of {n['name']} (pid {n['pid']}) "
+                               f"{_how_it_ended(n['pid'])}; the end of "
+                               f"{paths.log(n['name'])}:{_log_tail(paths.log(n['name']))}")
         ok, why = _agreed(paths, st)
         if ok:
             owner = why

@@ -185,3 +185,20 @@ def test_up_without_root_says_what_it_needs(netns_ok, tmp_path):
     assert "run it as root" in r.stderr
     assert not (tmp_path / "lab").exists()
     assert not {n for n in namespaces() - before if n.startswith("hl")}
+
+
+def test_how_a_started_daemon_ended_is_said():
+    """When a lab daemon dies during `up`, the error says how (its exit
+    status, or the signal that killed it), not only that it is gone."""
+    import signal as sig
+
+    ended = subprocess.Popen(["sh", "-c", "exit 3"])
+    killed = subprocess.Popen(["sleep", "30"])
+    os.kill(killed.pid, sig.SIGKILL)
+    for p in (ended, killed):        # wait for them to end, without reaping them
+        while lab._proc_stat(p.pid)[0] != "Z":
+            time.sleep(0.01)
+        p.returncode = 0             # lab._how_it_ended reaps them, as lab does
+    assert lab._how_it_ended(ended.pid) == "exited with status 3"
+    assert lab._how_it_ended(killed.pid) == "was killed by signal 9 (SIGKILL)"
+    assert lab._how_it_ended(ended.pid) == "exited"     # already collected
